@@ -1,0 +1,239 @@
+// Autograd of the ordinal op family, registered in C++ so that a TorchScript
+// model loaded from C++ (no Python) still differentiates through the ops.
+//
+// Losses: when logits require grad, the forward calls _coral_loss_fused /
+// _corn_loss_fused, which compute the loss and the gradient for a unit upstream
+// gradient in the same pass over the logits (one read, one write), and save only
+// that gradient. The backward then scales it by the upstream gradient
+// (_ordinal_loss_backward); when the upstream gradient is the plain CPU scalar 1
+// (the usual `loss.backward()`), the saved gradient is handed on as is, so
+// backward does no work and no extra N x (K-1) buffer exists at any time.
+//
+// Second derivatives are not implemented: create_graph=True raises a clear
+// error instead of silently returning a graph without them.
+
+#include <c10/core/impl/TorchDispatchModeTLS.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include "../ordinal.h"
+#include "../ordinal_common.h"
+
+namespace facecore::ops::ordinal {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::Variable;
+using torch::autograd::variable_list;
+
+// True for a dense CPU tensor holding exactly one element equal to 1, outside
+// any tracing (fake / functional / vmap tensors and dispatch modes say no).
+bool is_plain_cpu_one(const at::Tensor& g) {
+  if (!g.defined() || g.numel() != 1 || !g.is_cpu() || g.layout() != at::kStrided) {
+    return false;
+  }
+  if (c10::impl::TorchDispatchModeTLS::any_modes_set()) {
+    return false;
+  }
+  const c10::DispatchKeySet wrapped({
+      c10::DispatchKey::Python,
+      c10::DispatchKey::PythonTLSSnapshot,
+      c10::DispatchKey::Functionalize,
+      c10::DispatchKey::FuncTorchBatched,
+      c10::DispatchKey::FuncTorchGradWrapper,
+  });
+  if (g.key_set().has_any(wrapped)) {
+    return false;
+  }
+  return g.item<double>() == 1.0;
+}
+
+void check_first_order(const char* op) {
+  TORCH_CHECK(
+      !at::GradMode::is_enabled(), op,
+      ": second derivatives are not implemented; backward with create_graph=True is not "
+      "supported through this op");
+}
+
+class OrdinalLossFunction : public torch::autograd::Function<OrdinalLossFunction> {
+ public:
+  static variable_list forward(
+      AutogradContext* ctx,
+      const Variable& logits,
+      const Variable& labels,
+      const std::optional<Variable>& weights,
+      c10::string_view reduction,
+      bool corn) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [loss, unit_grad] = corn
+        ? detail::_corn_loss_fused(logits, labels, weights, reduction)
+        : detail::_coral_loss_fused(logits, labels, weights, reduction);
+    ctx->save_for_backward({unit_grad});
+    ctx->saved_data["reduction"] = std::string(reduction);
+    ctx->saved_data["corn"] = corn;
+    return {loss};
+  }
+
+  static variable_list backward(AutogradContext* ctx, const variable_list& grad_output) {
+    const bool corn = ctx->saved_data["corn"].toBool();
+    check_first_order(corn ? "facecore::corn_loss" : "facecore::coral_loss");
+    const auto saved = ctx->get_saved_variables();
+    const std::string reduction = ctx->saved_data["reduction"].toStringRef();
+    const at::Tensor& g = grad_output[0];
+    at::Tensor grad_logits;
+    if (reduction != "none" && is_plain_cpu_one(g)) {
+      grad_logits = saved[0];
+    } else {
+      grad_logits = detail::_ordinal_loss_backward(g, saved[0], reduction);
+    }
+    return {grad_logits, Variable(), Variable(), Variable(), Variable()};
+  }
+};
+
+class OrdinalProbsFunction : public torch::autograd::Function<OrdinalProbsFunction> {
+ public:
+  static variable_list forward(
+      AutogradContext* ctx,
+      const Variable& logits,
+      c10::string_view head) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [cum, cls, expected] = ops::ordinal_probs(logits, head);
+    ctx->save_for_backward({logits});
+    ctx->saved_data["head"] = std::string(head);
+    return {cum, cls, expected};
+  }
+
+  static variable_list backward(AutogradContext* ctx, const variable_list& grad_output) {
+    check_first_order("facecore::ordinal_probs");
+    const auto saved = ctx->get_saved_variables();
+    const std::string head = ctx->saved_data["head"].toStringRef();
+    at::Tensor grad = detail::_ordinal_probs_backward(
+        grad_output[0], grad_output[1], grad_output[2], saved[0], head);
+    return {grad, Variable()};
+  }
+};
+
+at::Tensor loss_autograd(
+    bool corn,
+    const at::Tensor& logits,
+    const at::Tensor& labels,
+    const std::optional<at::Tensor>& weights,
+    c10::string_view reduction) {
+  const char* op = corn ? "facecore::corn_loss" : "facecore::coral_loss";
+  const bool grad_mode = at::GradMode::is_enabled();
+  TORCH_CHECK_VALUE(
+      !(grad_mode && weights.has_value() && weights->defined() && weights->requires_grad()), op,
+      ": importance_weights are constant task weights and must not require grad; pass "
+      "importance_weights.detach()");
+  if (grad_mode && logits.requires_grad()) {
+    return OrdinalLossFunction::apply(logits, labels, weights, reduction, corn)[0];
+  }
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return corn ? ops::corn_loss(logits, labels, weights, reduction)
+              : ops::coral_loss(logits, labels, weights, reduction);
+}
+
+at::Tensor coral_loss_autograd(
+    const at::Tensor& logits,
+    const at::Tensor& labels,
+    const std::optional<at::Tensor>& weights,
+    c10::string_view reduction) {
+  return loss_autograd(false, logits, labels, weights, reduction);
+}
+
+at::Tensor corn_loss_autograd(
+    const at::Tensor& logits,
+    const at::Tensor& labels,
+    const std::optional<at::Tensor>& weights,
+    c10::string_view reduction) {
+  return loss_autograd(true, logits, labels, weights, reduction);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ordinal_probs_autograd(
+    const at::Tensor& logits,
+    c10::string_view head) {
+  if (at::GradMode::is_enabled() && logits.requires_grad()) {
+    auto out = OrdinalProbsFunction::apply(logits, head);
+    return {out[0], out[1], out[2]};
+  }
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return ops::ordinal_probs(logits, head);
+}
+
+// Integer output: nothing to differentiate.
+at::Tensor ordinal_labels_autograd(
+    const at::Tensor& logits,
+    c10::string_view head,
+    double threshold) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return ops::ordinal_labels(logits, head, threshold);
+}
+
+// The internal ops are building blocks of the autograd above, not
+// differentiable on their own.
+void check_internal(const char* op, std::initializer_list<const at::Tensor*> inputs) {
+  if (!at::GradMode::is_enabled()) {
+    return;
+  }
+  for (const at::Tensor* t : inputs) {
+    TORCH_CHECK(
+        !(t->defined() && t->requires_grad()), op,
+        " is an internal op and is not differentiable; call the public op (e.g. "
+        "facecore::coral_loss) instead");
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> coral_loss_fused_autograd(
+    const at::Tensor& logits,
+    const at::Tensor& labels,
+    const std::optional<at::Tensor>& weights,
+    c10::string_view reduction) {
+  check_internal("facecore::_coral_loss_fused", {&logits});
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return detail::_coral_loss_fused(logits, labels, weights, reduction);
+}
+
+std::tuple<at::Tensor, at::Tensor> corn_loss_fused_autograd(
+    const at::Tensor& logits,
+    const at::Tensor& labels,
+    const std::optional<at::Tensor>& weights,
+    c10::string_view reduction) {
+  check_internal("facecore::_corn_loss_fused", {&logits});
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return detail::_corn_loss_fused(logits, labels, weights, reduction);
+}
+
+at::Tensor ordinal_loss_backward_autograd(
+    const at::Tensor& grad,
+    const at::Tensor& unit_grad,
+    c10::string_view reduction) {
+  check_internal("facecore::_ordinal_loss_backward", {&grad, &unit_grad});
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return detail::_ordinal_loss_backward(grad, unit_grad, reduction);
+}
+
+at::Tensor ordinal_probs_backward_autograd(
+    const at::Tensor& g_cum,
+    const at::Tensor& g_cls,
+    const at::Tensor& g_exp,
+    const at::Tensor& logits,
+    c10::string_view head) {
+  check_internal("facecore::_ordinal_probs_backward", {&g_cum, &g_cls, &g_exp, &logits});
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return detail::_ordinal_probs_backward(g_cum, g_cls, g_exp, logits, head);
+}
+
+} // namespace
+
+TORCH_LIBRARY_IMPL(facecore, Autograd, m) {
+  m.impl("coral_loss", TORCH_FN(coral_loss_autograd));
+  m.impl("corn_loss", TORCH_FN(corn_loss_autograd));
+  m.impl("ordinal_probs", TORCH_FN(ordinal_probs_autograd));
+  m.impl("ordinal_labels", TORCH_FN(ordinal_labels_autograd));
+  m.impl("_coral_loss_fused", TORCH_FN(coral_loss_fused_autograd));
+  m.impl("_corn_loss_fused", TORCH_FN(corn_loss_fused_autograd));
+  m.impl("_ordinal_loss_backward", TORCH_FN(ordinal_loss_backward_autograd));
+  m.impl("_ordinal_probs_backward", TORCH_FN(ordinal_probs_backward_autograd));
+}
+
+} // namespace facecore::ops::ordinal

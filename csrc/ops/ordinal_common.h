@@ -1,0 +1,232 @@
+#pragma once
+
+// Shared by the CPU, CUDA and autograd kernels of the ordinal op family:
+// argument parsing, validation at the op boundary, and the device-agnostic
+// final reduction of per-row losses.
+//
+// Conventions (documented on the Python API, facecore/ops/ordinal.py):
+//   logits [N, T] with T = K-1 >= 1 binary tasks; task k asks "is y > k?".
+//   labels [N] integer class indices in [0, K-1] = [0, T].
+//   CORAL: every task of every row contributes; level_k = (y > k).
+//   CORN:  task k uses the rows with y >= k (y > k-1), target (y > k).
+
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include <ATen/ATen.h>
+#include <c10/util/string_view.h>
+
+namespace facecore::ops::ordinal {
+
+enum class Reduction { None, Mean, Sum };
+enum class Head { Coral, Corn };
+
+inline Reduction parse_reduction(c10::string_view r, const char* op) {
+  if (r == "mean") {
+    return Reduction::Mean;
+  }
+  if (r == "sum") {
+    return Reduction::Sum;
+  }
+  if (r == "none") {
+    return Reduction::None;
+  }
+  TORCH_CHECK_VALUE(
+      false, op, ": reduction must be 'mean', 'sum' or 'none', got '", std::string(r), "'");
+}
+
+inline Head parse_head(c10::string_view h, const char* op) {
+  if (h == "coral") {
+    return Head::Coral;
+  }
+  if (h == "corn") {
+    return Head::Corn;
+  }
+  TORCH_CHECK_VALUE(false, op, ": head must be 'coral' or 'corn', got '", std::string(h), "'");
+}
+
+inline bool is_supported_float(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
+// The accumulation type: fp32 for half types and fp32, fp64 for fp64.
+inline at::ScalarType acc_dtype(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+inline void check_logits(const char* op, const at::Tensor& logits, const char* name = "logits") {
+  TORCH_CHECK_VALUE(logits.defined(), op, ": ", name, " is undefined");
+  TORCH_CHECK_VALUE(
+      logits.layout() == at::kStrided, op, ": ", name,
+      " must be a dense (strided) tensor, got layout ", logits.layout());
+  TORCH_CHECK_VALUE(
+      logits.dim() == 2, op, ": ", name, " must be a 2-D tensor of shape [N, K-1], got a ",
+      logits.dim(), "-D tensor of shape ", logits.sizes());
+  TORCH_CHECK_VALUE(
+      is_supported_float(logits.scalar_type()), op, ": ", name,
+      " must be float32, float64, float16 or bfloat16, got ", logits.scalar_type());
+  TORCH_CHECK_VALUE(
+      logits.size(1) >= 1, op, ": ", name,
+      " must have at least one column (K-1 >= 1 tasks, i.e. K >= 2 classes), got shape ",
+      logits.sizes());
+}
+
+inline void check_loss_inputs(
+    const char* op,
+    const at::Tensor& logits,
+    const at::Tensor& labels,
+    const std::optional<at::Tensor>& weights) {
+  check_logits(op, logits);
+  TORCH_CHECK_VALUE(labels.defined(), op, ": labels is undefined");
+  TORCH_CHECK_VALUE(
+      labels.layout() == at::kStrided, op, ": labels must be a dense (strided) tensor, got layout ",
+      labels.layout());
+  TORCH_CHECK_VALUE(
+      labels.dim() == 1, op, ": labels must be a 1-D tensor of shape [N], got shape ",
+      labels.sizes());
+  TORCH_CHECK_VALUE(
+      labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt, op,
+      ": labels must be an integer tensor (int64 or int32) of class indices in [0, K-1], got dtype ",
+      labels.scalar_type());
+  TORCH_CHECK_VALUE(
+      labels.size(0) == logits.size(0), op, ": labels has ", labels.size(0),
+      " entries but logits has ", logits.size(0), " rows (shape ", logits.sizes(), ")");
+  TORCH_CHECK(
+      labels.device() == logits.device(), op, ": labels is on ", labels.device(),
+      " but logits is on ", logits.device(), "; put both on the same device");
+  if (weights.has_value() && weights->defined()) {
+    const at::Tensor& w = *weights;
+    TORCH_CHECK_VALUE(
+        w.layout() == at::kStrided && w.dim() == 1 && w.size(0) == logits.size(1), op,
+        ": importance_weights must be a 1-D tensor with one weight per task (K-1 = ",
+        logits.size(1), "), got shape ", w.sizes());
+    TORCH_CHECK_VALUE(
+        is_supported_float(w.scalar_type()), op,
+        ": importance_weights must be a floating-point tensor, got dtype ", w.scalar_type());
+    TORCH_CHECK(
+        w.device() == logits.device(), op, ": importance_weights is on ", w.device(),
+        " but logits is on ", logits.device(), "; put both on the same device");
+  }
+}
+
+inline void check_threshold(const char* op, double threshold) {
+  TORCH_CHECK_VALUE(
+      threshold > 0.0 && threshold < 1.0, op,
+      ": threshold must be a probability strictly between 0 and 1, got ", threshold);
+}
+
+inline void check_loss_backward_inputs(
+    const char* op,
+    const at::Tensor& grad,
+    const at::Tensor& unit_grad,
+    Reduction red) {
+  check_logits(op, unit_grad, "unit_grad");
+  TORCH_CHECK(
+      grad.device() == unit_grad.device(), op, ": grad is on ", grad.device(),
+      " but unit_grad is on ", unit_grad.device());
+  if (red == Reduction::None) {
+    TORCH_CHECK_VALUE(
+        grad.dim() == 1 && grad.size(0) == unit_grad.size(0), op,
+        ": with reduction='none' grad must have shape [N] = [", unit_grad.size(0), "], got ",
+        grad.sizes());
+  } else {
+    TORCH_CHECK_VALUE(
+        grad.numel() == 1, op, ": with a reduced loss grad must hold one element, got shape ",
+        grad.sizes());
+  }
+}
+
+inline void check_probs_backward_inputs(
+    const char* op,
+    const at::Tensor& g_cum,
+    const at::Tensor& g_cls,
+    const at::Tensor& g_exp,
+    const at::Tensor& logits) {
+  const int64_t N = logits.size(0);
+  const int64_t T = logits.size(1);
+  TORCH_CHECK_VALUE(
+      g_cum.sizes() == logits.sizes() && g_cls.dim() == 2 && g_cls.size(0) == N &&
+          g_cls.size(1) == T + 1 && g_exp.dim() == 1 && g_exp.size(0) == N,
+      op, ": gradient shapes must be [N, K-1], [N, K], [N] for logits ", logits.sizes(),
+      ", got ", g_cum.sizes(), ", ", g_cls.sizes(), ", ", g_exp.sizes());
+  for (const at::Tensor* t : {&g_cum, &g_cls, &g_exp}) {
+    TORCH_CHECK(
+        t->device() == logits.device(), op, ": gradients must be on ", logits.device(),
+        ", got one on ", t->device());
+  }
+}
+
+// Weights converted to the accumulation dtype, contiguous; undefined if absent.
+inline at::Tensor prepare_weights(const std::optional<at::Tensor>& w, at::ScalarType acc) {
+  if (!w.has_value() || !w->defined()) {
+    return at::Tensor();
+  }
+  return w->to(acc).contiguous();
+}
+
+// Per-row losses (accumulation dtype) -> the requested reduction in `dtype`.
+// `denom` is the normaliser of 'mean' (N for CORAL, the number of (row, task)
+// pairs for CORN), a 0-d tensor on the rows' device; a zero denominator (empty
+// batch) gives a loss of 0, not NaN.
+inline at::Tensor finish_loss(
+    const at::Tensor& row_loss,
+    Reduction red,
+    const at::Tensor& denom,
+    at::ScalarType dtype) {
+  if (red == Reduction::None) {
+    return row_loss.to(dtype);
+  }
+  at::Tensor total = row_loss.sum();
+  if (red == Reduction::Mean) {
+    total = total / denom.to(total.scalar_type()).clamp_min(1);
+  }
+  return total.to(dtype);
+}
+
+// The four loss entry points of a backend, generated from its
+// loss_forward(op, head, logits, labels, weights, reduction, with_grad).
+using LossForwardFn = std::tuple<at::Tensor, at::Tensor> (*)(
+    const char*,
+    Head,
+    const at::Tensor&,
+    const at::Tensor&,
+    const std::optional<at::Tensor>&,
+    c10::string_view,
+    bool);
+
+template <LossForwardFn Forward>
+struct LossKernels {
+  static at::Tensor coral(
+      const at::Tensor& logits,
+      const at::Tensor& labels,
+      const std::optional<at::Tensor>& weights,
+      c10::string_view reduction) {
+    return std::get<0>(
+        Forward("facecore::coral_loss", Head::Coral, logits, labels, weights, reduction, false));
+  }
+  static at::Tensor corn(
+      const at::Tensor& logits,
+      const at::Tensor& labels,
+      const std::optional<at::Tensor>& weights,
+      c10::string_view reduction) {
+    return std::get<0>(
+        Forward("facecore::corn_loss", Head::Corn, logits, labels, weights, reduction, false));
+  }
+  static std::tuple<at::Tensor, at::Tensor> coral_fused(
+      const at::Tensor& logits,
+      const at::Tensor& labels,
+      const std::optional<at::Tensor>& weights,
+      c10::string_view reduction) {
+    return Forward("facecore::coral_loss", Head::Coral, logits, labels, weights, reduction, true);
+  }
+  static std::tuple<at::Tensor, at::Tensor> corn_fused(
+      const at::Tensor& logits,
+      const at::Tensor& labels,
+      const std::optional<at::Tensor>& weights,
+      c10::string_view reduction) {
+    return Forward("facecore::corn_loss", Head::Corn, logits, labels, weights, reduction, true);
+  }
+};
+
+} // namespace facecore::ops::ordinal

@@ -1,0 +1,5 @@
+"""Loss modules (``nn.Module``, scriptable)."""
+
+from facecore.losses.ordinal import CoralLoss, CornLoss
+
+__all__ = ["CoralLoss", "CornLoss"]
