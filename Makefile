@@ -88,8 +88,8 @@ cuda-check: $(CUDA_VENV)/.stamp-deps
 	rm -f $(CUDA_BUILD)/src/facecore/_C*.so $(CUDA_BUILD)/src/facecore/_build_info.py
 	cd $(CUDA_BUILD)/src && CUDA_HOME=$(CUDA_HOME) FACECORE_FORCE_CUDA=1 \
 		TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" MAX_JOBS=2 \
-		$(CURDIR)/$(CUDA_VENV)/bin/python setup.py -q build_ext --inplace
-	PYTHONPATH=$(CURDIR)/$(CUDA_BUILD)/src $(CUDA_VENV)/bin/python .ci/cuda_check.py \
+		$(abspath $(CUDA_VENV))/bin/python setup.py -q build_ext --inplace
+	PYTHONPATH=$(CURDIR)/$(CUDA_BUILD)/src $(abspath $(CUDA_VENV))/bin/python .ci/cuda_check.py \
 		--archs "$(CUDA_ARCHS)"
 
 clean:
