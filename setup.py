@@ -101,6 +101,9 @@ def _extension():
         define_macros=define_macros,
         extra_compile_args=extra,
         extra_link_args=link_flags,
+        # No Python API is used: skip libtorch_python, so the library also loads
+        # in C++ programs (libtorch only) and is independent of the Python version.
+        py_limited_api=True,
     ), with_cuda
 
 
