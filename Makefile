@@ -65,7 +65,7 @@ test: build
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench: build
-	$(PY) -m pytest benchmarks -o python_files='bench_*.py' --benchmark-only \
+	$(PY) -m pytest benchmarks -o python_files='bench_*.py' -o python_functions='test_* bench_*' --benchmark-only \
 		--benchmark-columns=min,median,mean,rounds --benchmark-sort=name $(PYTEST_ARGS)
 
 demo: build

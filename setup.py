@@ -61,7 +61,14 @@ def _extension():
         + rel("csrc/ops/autograd/*.cpp")
     )
     opt = ["-O0", "-g"] if debug else ["-O3", "-g0"]
-    cxx_flags = opt + ["-Wall", "-Wno-unused-function", "-Wno-sign-compare"]
+    cxx_flags = opt + ["-Wall", "-Wno-unused-function", "-Wno-sign-compare", "-Wno-unknown-pragmas", "-Wno-psabi"]
+    link_flags = []
+    if sys.platform.startswith("linux"):
+        # at::parallel_for is OpenMP inside torch's Linux wheels: without -fopenmp
+        # its `#pragma omp parallel` is ignored and every kernel runs on one thread.
+        # The library then resolves libgomp.so.1 to the copy torch already loaded.
+        cxx_flags.append("-fopenmp")
+        link_flags.append("-fopenmp")
     define_macros = [("FACECORE_TORCH_VERSION", f'"{torch.__version__}"')]
     include_dirs = [os.path.join(ROOT, CSRC)]
     extra = {"cxx": cxx_flags}
@@ -93,6 +100,7 @@ def _extension():
         include_dirs=include_dirs,
         define_macros=define_macros,
         extra_compile_args=extra,
+        extra_link_args=link_flags,
     ), with_cuda
 
 

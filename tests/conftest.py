@@ -17,6 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Reproducible property tests by default (CI must not flake); run
+# HYPOTHESIS_PROFILE=explore for a randomised search with more examples.
+settings.register_profile("facecore", deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("explore", deadline=None, max_examples=1000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "facecore"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,5 @@
 """``nn.Module`` wrappers of the fused ordinal losses (scriptable)."""
 
-from __future__ import annotations
-
-from typing import Optional
 
 import torch
 from torch import nn
@@ -13,8 +10,8 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _weights_buffer(
-    importance_weights: Optional[torch.Tensor], num_classes: Optional[int]
-) -> Optional[torch.Tensor]:
+    importance_weights: torch.Tensor | None, num_classes: int | None
+) -> torch.Tensor | None:
     if importance_weights is None:
         return None
     w = torch.as_tensor(importance_weights, dtype=torch.float32).detach().clone()
@@ -29,12 +26,12 @@ def _weights_buffer(
 
 
 class _OrdinalLoss(nn.Module):
-    importance_weights: Optional[torch.Tensor]
+    importance_weights: torch.Tensor | None
 
     def __init__(
         self,
-        num_classes: Optional[int] = None,
-        importance_weights: Optional[torch.Tensor] = None,
+        num_classes: int | None = None,
+        importance_weights: torch.Tensor | None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__()
@@ -49,7 +46,7 @@ class _OrdinalLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, reduction={self.reduction!r}"
 
-    def _weights_for(self, logits: torch.Tensor) -> Optional[torch.Tensor]:
+    def _weights_for(self, logits: torch.Tensor) -> torch.Tensor | None:
         w = self.importance_weights
         if w is None:
             return None

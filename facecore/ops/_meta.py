@@ -15,18 +15,43 @@ import torch
 
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
+# c10's names, so that fake and real kernels print the same messages.
+_C10_NAMES = {
+    torch.float32: "Float",
+    torch.float64: "Double",
+    torch.float16: "Half",
+    torch.bfloat16: "BFloat16",
+    torch.int64: "Long",
+    torch.int32: "Int",
+    torch.int16: "Short",
+    torch.int8: "Char",
+    torch.uint8: "Byte",
+    torch.bool: "Bool",
+}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return _C10_NAMES.get(dtype, str(dtype).replace("torch.", ""))
+
+
+def shape_str(t: torch.Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
 
 def check_logits(op: str, logits: torch.Tensor, name: str = "logits") -> None:
     if logits.dim() != 2:
         raise ValueError(
             f"{op}: {name} must be a 2-D tensor of shape [N, K-1], got a {logits.dim()}-D "
-            f"tensor of shape {tuple(logits.shape)}"
+            f"tensor of shape {shape_str(logits)}"
         )
     if logits.dtype not in _FLOATS:
-        raise ValueError(f"{op}: {name} must be float32, float64, float16 or bfloat16, got {logits.dtype}")
-    torch._check(
+        raise ValueError(
+            f"{op}: {name} must be float32, float64, float16 or bfloat16, got {dtype_name(logits.dtype)}"
+        )
+    torch._check_value(
         logits.shape[1] >= 1,
-        lambda: f"{op}: {name} must have at least one column (K-1 >= 1 tasks, i.e. K >= 2 classes)",
+        lambda: f"{op}: {name} must have at least one column (K-1 >= 1 tasks, i.e. K >= 2 classes), "
+        f"got shape {shape_str(logits)}",
     )
 
 
@@ -40,35 +65,47 @@ def check_head(op: str, head: str) -> None:
         raise ValueError(f"{op}: head must be 'coral' or 'corn', got '{head}'")
 
 
+def check_same_device(op: str, name: str, t: torch.Tensor, logits: torch.Tensor) -> None:
+    if t.device != logits.device:
+        raise RuntimeError(
+            f"{op}: {name} is on {t.device} but logits is on {logits.device}; put both on the same device"
+        )
+
+
 def check_loss_args(op, logits, labels, importance_weights, reduction) -> None:
+    """The checks of csrc/ops/ordinal_common.h: check_loss_inputs, same messages."""
     check_logits(op, logits)
     check_reduction(op, reduction)
     if labels.dim() != 1:
-        raise ValueError(f"{op}: labels must be a 1-D tensor of shape [N], got shape {tuple(labels.shape)}")
+        raise ValueError(f"{op}: labels must be a 1-D tensor of shape [N], got shape {shape_str(labels)}")
     if labels.dtype not in (torch.int64, torch.int32):
         raise ValueError(
             f"{op}: labels must be an integer tensor (int64 or int32) of class indices in [0, K-1], "
-            f"got dtype {labels.dtype}"
+            f"got dtype {dtype_name(labels.dtype)}"
         )
-    torch._check(
+    torch._check_value(
         labels.shape[0] == logits.shape[0],
-        lambda: f"{op}: labels has {labels.shape[0]} entries but logits has {logits.shape[0]} rows",
+        lambda: f"{op}: labels has {labels.shape[0]} entries but logits has {logits.shape[0]} rows "
+        f"(shape {shape_str(logits)})",
     )
-    if labels.device != logits.device:
-        raise RuntimeError(f"{op}: labels is on {labels.device} but logits is on {logits.device}")
+    check_same_device(op, "labels", labels, logits)
     if importance_weights is not None:
         w = importance_weights
-        if w.dim() != 1 or w.dtype not in _FLOATS:
+        if w.dim() != 1:
             raise ValueError(
-                f"{op}: importance_weights must be a 1-D floating-point tensor with one weight per task, "
-                f"got shape {tuple(w.shape)} and dtype {w.dtype}"
+                f"{op}: importance_weights must be a 1-D tensor with one weight per task "
+                f"(K-1 = {logits.shape[1]}), got shape {shape_str(w)}"
             )
-        torch._check(
+        torch._check_value(
             w.shape[0] == logits.shape[1],
-            lambda: f"{op}: importance_weights must have one weight per task (K-1 = {logits.shape[1]})",
+            lambda: f"{op}: importance_weights must be a 1-D tensor with one weight per task "
+            f"(K-1 = {logits.shape[1]}), got shape {shape_str(w)}",
         )
-        if w.device != logits.device:
-            raise RuntimeError(f"{op}: importance_weights is on {w.device} but logits is on {logits.device}")
+        if w.dtype not in _FLOATS:
+            raise ValueError(
+                f"{op}: importance_weights must be a floating-point tensor, got dtype {dtype_name(w.dtype)}"
+            )
+        check_same_device(op, "importance_weights", w, logits)
 
 
 def _loss_out(logits: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -29,8 +29,6 @@ Edge cases
 * Second derivatives (``create_graph=True``) raise ``RuntimeError``.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import torch

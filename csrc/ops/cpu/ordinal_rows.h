@@ -13,6 +13,32 @@
 namespace facecore::ops::ordinal::cpu {
 inline namespace CPU_CAPABILITY {
 
+// log1p(e) for e in [0, 1] (e = exp(-|x|) here). float: the atanh series
+// log1p(e) = 2 atanh(t) = 2 t (1 + t^2/3 + t^4/5 + ...), t = e / (2 + e) <= 1/3,
+// truncated after t^12/13 (relative truncation error < (1/3)^14 / 15 = 1.4e-8,
+// below float's 6e-8 rounding) and evaluated with FMAs: several times cheaper
+// than SLEEF's general log1p, and exact in relative terms for tiny e, where
+// log(1 + e) would round to 0. double: SLEEF's log1p.
+template <typename T>
+inline at::vec::Vectorized<T> log1p_unit(const at::vec::Vectorized<T>& e) {
+  return e.log1p();
+}
+
+template <>
+inline at::vec::Vectorized<float> log1p_unit<float>(const at::vec::Vectorized<float>& e) {
+  using Vec = at::vec::Vectorized<float>;
+  const Vec t = e / (Vec(2.f) + e);
+  const Vec t2 = t * t;
+  Vec p(1.f / 13.f);
+  p = at::vec::fmadd(p, t2, Vec(1.f / 11.f));
+  p = at::vec::fmadd(p, t2, Vec(1.f / 9.f));
+  p = at::vec::fmadd(p, t2, Vec(1.f / 7.f));
+  p = at::vec::fmadd(p, t2, Vec(1.f / 5.f));
+  p = at::vec::fmadd(p, t2, Vec(1.f / 3.f));
+  p = at::vec::fmadd(p, t2, Vec(1.f));
+  return Vec(2.f) * t * p;
+}
+
 // One chunk [k0, k0 + n) of one row's tasks.
 //   x      logits of the chunk (x[0] is task k0)
 //   y      the row's label; task k has target (y > k)
@@ -50,7 +76,7 @@ T loss_row_impl(
     // softplus(x) for target 0, softplus(-x) for target 1; finite for +-inf.
     const Vec sx = Vec::blendv(xv, zero - xv, target_mask);
     const Vec e = (zero - xv.abs()).exp();
-    Vec loss = at::vec::maximum(sx, zero) + e.log1p();
+    Vec loss = at::vec::maximum(sx, zero) + log1p_unit<T>(e);
     const Vec sig = Vec::blendv(e, one, xv >= zero) / (one + e);
     Vec grad = sig - target;
     if (w != nullptr) {
