@@ -70,6 +70,13 @@ def test_cumulative_score_worked_example():
     torch.testing.assert_close(
         curve, torch.tensor([0.25, 0.5, 0.75, 0.75, 1.0], dtype=torch.float64)
     )
+    # numpy scalars and 0-d tensors count as single thresholds
+    assert M.cumulative_score(pred, true, np.int64(1)) == pytest.approx(0.5)
+    assert M.cumulative_score(pred, true, torch.tensor(2.0)) == pytest.approx(0.75)
+    torch.testing.assert_close(
+        M.cumulative_score(pred, true, np.array([0, 4])),
+        torch.tensor([0.25, 1.0], dtype=torch.float64),
+    )
     # theta in years with 5-year bins: error 1 bin = 5 years
     assert M.cumulative_score(pred, true, 5.0, scale=5.0) == pytest.approx(0.5)
     assert M.cumulative_score(pred, true, 4.99, scale=5.0) == pytest.approx(0.25)
@@ -240,9 +247,9 @@ def test_rank_inconsistency_bad_inputs():
 
 def test_median_baseline_mae():
     train = torch.tensor([1, 2, 3, 10])  # even count: median (2 + 3) / 2 = 2.5
-    test = torch.tensor([0, 5])
-    assert M.median_baseline_mae(train, test) == pytest.approx(2.5)
-    assert M.median_baseline_mae(train, test, offset=16, scale=2) == pytest.approx(5.0)
+    test = torch.tensor([0, 1])  # |0 - 2.5| and |1 - 2.5|: (2.5 + 1.5) / 2
+    assert M.median_baseline_mae(train, test) == pytest.approx(2.0)
+    assert M.median_baseline_mae(train, test, offset=16, scale=2) == pytest.approx(4.0)
     g = torch.Generator().manual_seed(1)
     for n in (7, 8):  # odd and even counts against numpy's median
         train = torch.randint(0, 9, (n,), generator=g)

@@ -148,6 +148,8 @@ def test_tar_at_far_worked_example():
     assert (r.tar, r.far, r.threshold) == (0.75, 0.25, 0.6)
     r = M.tar_at_far(s, y, 0.3)  # no interpolation towards the FPR .5 point
     assert (r.tar, r.far, r.threshold) == (0.75, 0.25, 0.6)
+    assert M.tar_at_far(s, y, torch.tensor(0.25)) == M.tar_at_far(s, y, np.float32(0.25))
+    assert M.tar_at_far(s, y, np.float64(0.25)).tar == 0.75
     r = M.tar_at_far(s, y, [0.1, 0.5, 1.0])
     assert r.tar.tolist() == [0.5, 1.0, 1.0]
     assert r.far.tolist() == [0.0, 0.5, 0.5]

@@ -10,7 +10,7 @@ code, not training-step code, so clarity wins.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
 
 import torch
 
@@ -140,7 +140,10 @@ def in_range(t: torch.Tensor, name: str, hint: str = "") -> None:
 
 
 def finite_number(v: object, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    """A finite Python float from a real number (numpy scalars and 0-d tensors too)."""
+    if isinstance(v, torch.Tensor) and v.dim() == 0 and not v.is_complex():
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(v).__name__}")
     f = float(v)
     if not math.isfinite(f):
@@ -149,30 +152,29 @@ def finite_number(v: object, name: str) -> float:
 
 
 def positive_int(v: object, name: str, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(v).__name__}")
     if v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return v
+    return int(v)
 
 
 def scalar_or_vector(v: object, name: str) -> tuple[torch.Tensor, bool]:
-    """A float64 1-D tensor of the values and whether ``v`` was a single number."""
-    if isinstance(v, bool):
-        raise TypeError(f"{name} must be a number or a 1-D sequence of numbers, got bool")
-    if isinstance(v, (int, float)):
-        return torch.tensor([float(v)], dtype=torch.float64), True
-    if isinstance(v, torch.Tensor) and v.dim() == 0:
-        return v.detach().reshape(1).double().cpu(), True
-    if not isinstance(v, (torch.Tensor, Sequence)) and not hasattr(v, "__array__"):
+    """A float64 CPU 1-D tensor of the values and whether ``v`` was a single number
+    (a Python / numpy number or a 0-d tensor) rather than a 1-D sequence / tensor."""
+    if isinstance(v, bool) or isinstance(v, (str, bytes)) or v is None:
         raise TypeError(
             f"{name} must be a number or a 1-D sequence of numbers, got {type(v).__name__}"
         )
-    t = vector(v, name)
+    if isinstance(v, numbers.Real):
+        return torch.tensor([float(v)], dtype=torch.float64), True
+    t = as_tensor(v, name)
+    single = t.dim() == 0
+    t = vector(t.reshape(1) if single else t, name)
     if t.dtype == torch.bool:
         raise TypeError(f"{name} must hold numbers, got dtype torch.bool")
     no_nan(t, name)
-    return t.double().cpu(), False
+    return t.double().cpu(), single
 
 
 def choice(v: object, name: str, options: tuple[str, ...]) -> str:
