@@ -6,7 +6,8 @@ Flat API for what users touch most::
     loss = facecore.coral_loss(logits, labels)       # fused CORAL loss
     age = facecore.ordinal_labels(logits, "coral")   # predicted rank
 
-Subpackages: :mod:`facecore.ops` (functional ops), :mod:`facecore.losses`
+Subpackages: :mod:`facecore.ops` (functional ops), :mod:`facecore.metrics`
+(evaluation metrics), :mod:`facecore.losses`
 (modules), :mod:`facecore.reference` (pure-PyTorch semantics),
 :mod:`facecore.extension` (the compiled library).
 """
@@ -15,6 +16,7 @@ from facecore.extension import library_path, load_library
 
 load_library()
 
+from facecore import metrics  # noqa: E402
 from facecore.losses import CoralLoss, CornLoss  # noqa: E402
 from facecore.ops import (  # noqa: E402
     OrdinalPrediction,
@@ -37,6 +39,7 @@ __all__ = [
     "corn_loss",
     "library_path",
     "load_library",
+    "metrics",
     "ordinal_labels",
     "ordinal_predict",
     "ordinal_probs",
