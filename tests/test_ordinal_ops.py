@@ -14,7 +14,7 @@ import torch
 from coral_pytorch.dataset import corn_label_from_logits, levels_from_labelbatch, proba_to_label
 from coral_pytorch.losses import coral_loss as cp_coral_loss
 from coral_pytorch.losses import corn_loss as cp_corn_loss
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ordinal_cases import DTYPES, assert_close, ordinal_batch, random_batch
 
@@ -254,6 +254,7 @@ def test_corn_labels_in_bf16_are_computed_in_log_space():
 @pytest.mark.parametrize("head", ["coral", "corn"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(batch=ordinal_batch(weights=False))
+@example(batch=(torch.tensor([[-1.1921e-07, 0.0]], dtype=torch.float64), torch.tensor([0]), None))
 @settings(max_examples=30)
 def test_probs_match_reference_forward_and_backward(head, dtype, batch):
     x64, _, _ = batch
@@ -271,7 +272,24 @@ def test_probs_match_reference_forward_and_backward(head, dtype, batch):
     weights = [torch.randn(a.shape, generator=g, dtype=torch.float64).to(dtype) for a in got]
     (ga,) = torch.autograd.grad(sum((a * w).sum() for a, w in zip(got, weights)), x)
     (gb,) = torch.autograd.grad(sum((b * w).sum() for b, w in zip(ref, weights)), xr)
-    assert_close(ga, gb, dtype)
+    keep = ~envelope_tie_rows(x64.to(dtype), head)
+    assert_close(ga[keep], gb[keep], dtype)
+
+
+def envelope_tie_rows(x: torch.Tensor, head: str) -> torch.Tensor:
+    """Rows whose CORAL envelope (running minimum of P(y > k)) has a near tie.
+
+    At a tie the running minimum is not differentiable: which task receives the
+    gradient depends on rounding in the last bit (e.g. sigmoid(-1.2e-7) vs
+    sigmoid(0) in float32), so kernel and reference may both be right. Those
+    rows are left out of the gradient comparison; every other row must agree.
+    """
+    n, t = x.shape
+    if head != "coral" or t < 2 or n == 0:
+        return torch.zeros(n, dtype=torch.bool)
+    cum = torch.sigmoid(x.double())
+    prev_min = torch.cummin(cum, dim=1).values[:, :-1]
+    return ((cum[:, 1:] - prev_min).abs() <= 1e-6).any(dim=1)
 
 
 def test_predict_bundles_labels_and_probs():
