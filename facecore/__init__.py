@@ -7,8 +7,8 @@ Flat API for what users touch most::
     age = facecore.ordinal_labels(logits, "coral")   # predicted rank
 
 Subpackages: :mod:`facecore.ops` (functional ops), :mod:`facecore.metrics`
-(evaluation metrics), :mod:`facecore.losses`
-(modules), :mod:`facecore.reference` (pure-PyTorch semantics),
+(evaluation metrics), :mod:`facecore.models` (backbones, heads, models),
+:mod:`facecore.losses` (loss modules), :mod:`facecore.reference` (pure-PyTorch semantics),
 :mod:`facecore.extension` (the compiled library).
 """
 
@@ -16,8 +16,17 @@ from facecore.extension import library_path, load_library
 
 load_library()
 
-from facecore import metrics  # noqa: E402
-from facecore.losses import CoralLoss, CornLoss  # noqa: E402
+from facecore import metrics, models  # noqa: E402
+from facecore.losses import CenterLoss, CoralLoss, CornLoss  # noqa: E402
+from facecore.models import (  # noqa: E402
+    AgeEstimator,
+    BinaryAttributeClassifier,
+    FaceEmbedder,
+    GenderClassifier,
+    build_model,
+    model_checkpoint,
+    model_from_checkpoint,
+)
 from facecore.ops import (  # noqa: E402
     OrdinalPrediction,
     OrdinalProbs,
@@ -31,6 +40,15 @@ from facecore.ops import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgeEstimator",
+    "BinaryAttributeClassifier",
+    "CenterLoss",
+    "FaceEmbedder",
+    "GenderClassifier",
+    "build_model",
+    "model_checkpoint",
+    "model_from_checkpoint",
+    "models",
     "CoralLoss",
     "CornLoss",
     "OrdinalPrediction",
