@@ -28,6 +28,17 @@ once, never crashing a DataLoader worker (see :mod:`facecore.data.base`).
 
 from facecore.data import transforms
 from facecore.data.base import FaceDataset, ImageFileDataset, load_image, verify_image
+from facecore.data.prototypes import compute_gender_prototypes, load_prototypes, save_prototypes
+from facecore.data.readers import (
+    CORAL_OFFSETS,
+    FAIRFACE_AGE_GROUPS,
+    AFADFolder,
+    CelebA,
+    CoralCSV,
+    FairFace,
+    IdentityFolders,
+    UTKFace,
+)
 from facecore.data.samplers import PKSampler
 from facecore.data.splits import make_splits
 from facecore.data.synthetic import SyntheticFaces
@@ -39,7 +50,18 @@ from facecore.data.transforms import (
 )
 
 __all__ = [
+    "CORAL_OFFSETS",
     "CORAL_PREPROCESS",
+    "FAIRFACE_AGE_GROUPS",
+    "AFADFolder",
+    "CelebA",
+    "CoralCSV",
+    "FairFace",
+    "IdentityFolders",
+    "UTKFace",
+    "compute_gender_prototypes",
+    "load_prototypes",
+    "save_prototypes",
     "SYNTHETIC_PREPROCESS",
     "FaceDataset",
     "ImageFileDataset",
