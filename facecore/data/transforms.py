@@ -128,7 +128,7 @@ def to_tensor(img: Any) -> torch.Tensor:
         arr = arr[:, :, None]
     if arr.ndim != 3:
         raise ValueError(f"numpy images must be HxW or HxWxC, got shape {arr.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    t = torch.from_numpy(np.array(arr.transpose(2, 0, 1), copy=True))
     if t.dtype == torch.uint8:
         return t.float().div_(255.0)
     if not t.is_floating_point():
