@@ -8,6 +8,7 @@ Flat API for what users touch most::
 
 Subpackages: :mod:`facecore.ops` (functional ops), :mod:`facecore.metrics`
 (evaluation metrics), :mod:`facecore.models` (backbones, heads, models),
+:mod:`facecore.data` (dataset readers, synthetic faces, transforms, samplers),
 :mod:`facecore.losses` (loss modules), :mod:`facecore.reference` (pure-PyTorch semantics),
 :mod:`facecore.extension` (the compiled library).
 """
@@ -16,7 +17,7 @@ from facecore.extension import library_path, load_library
 
 load_library()
 
-from facecore import metrics, models  # noqa: E402
+from facecore import data, metrics, models  # noqa: E402
 from facecore.losses import CenterLoss, CoralLoss, CornLoss  # noqa: E402
 from facecore.models import (  # noqa: E402
     AgeEstimator,
@@ -49,6 +50,7 @@ __all__ = [
     "model_checkpoint",
     "model_from_checkpoint",
     "models",
+    "data",
     "CoralLoss",
     "CornLoss",
     "OrdinalPrediction",
