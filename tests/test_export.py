@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from serving_cases import MODEL_KINDS, PREPROCESS, make_model, normalised
+from serving_cases import AGE_KINDS, MODEL_KINDS, PREPROCESS, make_model, normalised
 
 import facecore
 from facecore.export import ServingModule, export_model, normalize_preprocess
@@ -27,7 +27,7 @@ def exported(tmp_path_factory):
     for kind in MODEL_KINDS:
         model = make_model(kind)
         d = tmp_path_factory.mktemp(f"export_{kind}")
-        kwargs = {"age_offset": 16} if kind in ("coral", "corn", "ce") else {}
+        kwargs = {"age_offset": 16} if kind in AGE_KINDS else {}
         export_model(model, d, preprocess=PREPROCESS, **kwargs)
         out[kind] = (model, d)
     return out
@@ -73,7 +73,7 @@ def test_metadata_records_task_versions_preprocess_labels_and_outputs(exported):
     assert meta["output_keys"] == ["label", "cum_probs", "class_probs", "expected"]
     assert meta["outputs"]["class_probs"] == {"shape": [-1, 6], "dtype": "float32"}
     assert meta["outputs"]["label"] == {"shape": [-1], "dtype": "int64"}
-    assert meta["model"] == {"class": "TinyAge", "config": make_model("coral").config}
+    assert meta["model"] == {"class": "AgeEstimator", "config": make_model("coral").config}
     # the same JSON rides inside both archives
     assert read_metadata(d / "model.pt") == meta == read_metadata(d / "model.pt2")
     g = json.loads((exported["gender"][1] / "metadata.json").read_text())
@@ -211,8 +211,7 @@ def test_export_one_format_and_leave_the_model_unchanged(tmp_path):
 
 def test_grayscale_models_see_the_luma_of_the_input(tmp_path):
     pre = {"input_size": 32, "resize": 32, "mean": [0.5], "std": [0.5], "grayscale": True}
-    model = make_model("coral")
-    model.trunk.conv = torch.nn.Conv2d(1, 6, 3, stride=2, padding=1)  # 1-channel model
+    model = make_model("coral", in_channels=1)
     export_model(model, tmp_path, preprocess=pre)
     x = torch.rand(4, 3, 32, 32)
     luma = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
