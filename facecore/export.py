@@ -24,7 +24,7 @@ Output dicts by task: ``"age"``: ``label`` int64 ``[N]``, ``cum_probs`` ``[N, K-
 op-set and torch versions, the preprocessing, class names, age offset, output keys
 and shapes and the model's config. The same JSON is stored inside ``model.pt``
 (``_extra_files``) and ``model.pt2`` (``extra_files``), so either file alone is
-self-describing; the TorchScript module also carries ``task``, ``class_names``,
+self-describing; the TorchScript module also carries ``task``, ``resize``, ``class_names``,
 ``age_offset``, ``input_size``, ``op_version`` and ``metadata_json`` as attributes
 and a ``check_op_version()`` method (C++ services call it after
 ``torch::jit::load``). Load with :func:`facecore.load`.
@@ -82,11 +82,12 @@ class ServingModule(nn.Module):
 
     Scriptable and exportable (dynamic batch). Attributes readable from Python,
     TorchScript and C++ (``module.attr("age_offset")``): ``task``, ``input_size``,
-    ``class_names``, ``age_offset``, ``op_version``, ``metadata_json``.
+    ``resize`` (shorter side before the center crop), ``class_names``, ``age_offset``, ``op_version``, ``metadata_json``.
     """
 
     task: str
     input_size: int
+    resize: int
     grayscale: bool
     class_names: list[str]
     age_offset: float
@@ -102,6 +103,7 @@ class ServingModule(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         grayscale: bool = False,
+        resize: int | None = None,
         class_names: Sequence[str] | None = None,
         age_offset: float = 0.0,
         metadata_json: str = "{}",
@@ -110,6 +112,7 @@ class ServingModule(nn.Module):
         self.model = model
         self.task = task
         self.input_size = int(input_size)
+        self.resize = int(resize or input_size)
         self.grayscale = bool(grayscale)
         self.class_names = [str(c) for c in (class_names or [])]
         self.age_offset = float(age_offset)
@@ -308,6 +311,7 @@ def serving_module(
         mean=pre["mean"],
         std=pre["std"],
         grayscale=pre["grayscale"],
+        resize=pre["resize"],
     ).eval()
     example = _example_input(pre["input_size"])
     try:
