@@ -126,8 +126,9 @@ Image read_pnm(const std::string& path) {
 }
 
 // [1, 3, S, S] float in [0, 1]: gray is replicated; non-S x S images are resized (shorter
-// side to `resize`, bilinear with antialiasing) and center-cropped to S x S.
-torch::Tensor to_batch(const Image& img, int64_t size, int64_t resize) {
+// side to `resize`, or the whole image to resize x resize when `square`; bilinear with
+// antialiasing) and center-cropped to S x S.
+torch::Tensor to_batch(const Image& img, int64_t size, int64_t resize, bool square) {
   auto hwc = torch::from_blob(const_cast<float*>(img.data.data()),
                               {img.height, img.width, img.channels}, torch::kFloat32);
   auto x = hwc.permute({2, 0, 1}).unsqueeze(0).contiguous().clone();
@@ -135,12 +136,16 @@ torch::Tensor to_batch(const Image& img, int64_t size, int64_t resize) {
     x = x.expand({1, 3, img.height, img.width}).contiguous();
   }
   if (img.height != size || img.width != size) {
-    std::cerr << "note: resizing " << img.width << "x" << img.height << " (shorter side "
-              << resize << " px) and center-cropping " << size << "x" << size
+    std::cerr << "note: resizing " << img.width << "x" << img.height
+              << (square ? " (to a square of " : " (shorter side ") << resize
+              << " px) and center-cropping " << size << "x" << size
               << " in C++; results differ slightly from Pillow's\n";
     const bool tall = img.height >= img.width;
-    const int64_t h = tall ? static_cast<int64_t>(resize * img.height / img.width) : resize;
-    const int64_t w = tall ? resize : static_cast<int64_t>(resize * img.width / img.height);
+    int64_t h = tall ? static_cast<int64_t>(resize * img.height / img.width) : resize;
+    int64_t w = tall ? resize : static_cast<int64_t>(resize * img.width / img.height);
+    if (square) {
+      h = w = resize;
+    }
     x = at::_upsample_bilinear2d_aa(x, {h, w}, /*align_corners=*/false).clamp(0.0, 1.0);
     const int64_t top = static_cast<int64_t>(std::lround((h - size) / 2.0));
     const int64_t left = static_cast<int64_t>(std::lround((w - size) / 2.0));
@@ -201,11 +206,13 @@ int run(int argc, char** argv) {
   }
   const int64_t size = model.attr("input_size").toInt();
   const int64_t resize = model.hasattr("resize") ? model.attr("resize").toInt() : size;
+  const bool square =
+      model.hasattr("resize_mode") && model.attr("resize_mode").toStringRef() == "square";
   const double age_offset = model.attr("age_offset").toDouble();
   const auto names = model.attr("class_names").toList();
 
   const Image img = read_pnm(image_path);
-  const torch::Tensor batch = to_batch(img, size, resize);
+  const torch::Tensor batch = to_batch(img, size, resize, square);
 
   c10::InferenceMode guard;
   const auto out = model.forward({batch}).toGenericDict();
