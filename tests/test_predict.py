@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from serving_cases import PREPROCESS, make_model
+from serving_cases import make_model
 
 from facecore.data.transforms import PreprocessConfig
 from facecore.export import export_model
