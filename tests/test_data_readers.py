@@ -222,6 +222,7 @@ def test_identity_folders_fixture(tmp_path):
     assert ds.num_identities == 3
 
 
+@pytest.mark.data
 def test_fairface_real(fairface_dir):
     ds = FairFace(fairface_dir)
     assert len(ds) == 540 and ds.num_skipped == 0
@@ -236,6 +237,7 @@ def test_fairface_real(fairface_dir):
     assert not ({p.name for p in tr.paths} & {p.name for p in te.paths})
 
 
+@pytest.mark.data
 def test_orl_real(orl_dir):
     ds = IdentityFolders(orl_dir)
     assert len(ds) == 400 and ds.num_identities == 40

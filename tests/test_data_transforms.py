@@ -109,6 +109,12 @@ def test_color_jitter_factors():
     # identity jitter and hsv round trip
     torch.testing.assert_close(T.ColorJitter.apply(t, 1, 1, 1, 0.0), t)
     torch.testing.assert_close(T._hsv_to_rgb(T._rgb_to_hsv(t)), t, atol=1e-5, rtol=0)
+    # PIL / numpy in -> same kind out; a zero-width jitter keeps the pixels
+    u8 = (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    same = T.ColorJitter(brightness=(1, 1), contrast=(1, 1), saturation=(1, 1))
+    out_pil = same(Image.fromarray(u8))
+    assert isinstance(out_pil, Image.Image) and np.array_equal(np.asarray(out_pil), u8)
+    assert np.array_equal(same(u8), u8)
     with pytest.raises(ValueError, match="hue range must lie in"):
         T.ColorJitter(hue=0.7)
 

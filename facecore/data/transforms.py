@@ -151,8 +151,8 @@ def _from_tensor_like(t: torch.Tensor, like: Any) -> Any:
         return arr.astype(like.dtype, copy=False)
     arr = np.clip(np.rint(t.numpy().transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
     if arr.shape[2] == 1:
-        return Image.fromarray(arr[:, :, 0], mode="L")
-    return Image.fromarray(arr, mode="RGB")
+        return Image.fromarray(arr[:, :, 0])
+    return Image.fromarray(arr)
 
 
 def _crop(img: Any, top: int, left: int, h: int, w: int) -> Any:
