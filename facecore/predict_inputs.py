@@ -105,7 +105,7 @@ def _array_to_rgb(a: np.ndarray, index: int | None) -> Decoded:
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     if a.dtype == np.uint8:
-        return Image.fromarray(np.ascontiguousarray(a), "RGB")
+        return Image.fromarray(np.ascontiguousarray(a))
     if not np.issubdtype(a.dtype, np.floating):
         raise TypeError(
             f"{_where(index)}: numpy images must be uint8 (0..255) or float (0..1), got dtype "

@@ -61,7 +61,7 @@ def _face() -> Image.Image:
     yy, xx = np.mgrid[0:120, 0:100] / 100.0
     skin = ((xx - 0.5) ** 2 / 0.16 + (yy - 0.6) ** 2 / 0.25 < 1).astype(np.float32)
     rgb = np.stack([0.3 + 0.6 * skin, 0.25 + 0.45 * skin, 0.2 + 0.35 * skin], axis=2)
-    return Image.fromarray((rgb * 255).astype(np.uint8), "RGB")
+    return Image.fromarray((rgb * 255).astype(np.uint8))
 
 
 def _run(exe: Path, *args, lib: str | None = None):

@@ -50,7 +50,7 @@ def _oracle(model, images, config=CONFIG):
 
 def _rgb(seed: int, h: int = 45, w: int = 40) -> Image.Image:
     a = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    return Image.fromarray(a, "RGB")
+    return Image.fromarray(a)
 
 
 def _age_arrays(preds):
@@ -114,9 +114,9 @@ def test_every_input_kind_gives_the_same_prediction(exports, tmp_path):
 def test_gray_inputs_are_replicated_to_rgb(exports):
     model, d = exports["coral"]
     g = np.random.default_rng(3).integers(0, 256, (40, 36), dtype=np.uint8)
-    want = _oracle(model, [Image.fromarray(g, "L").convert("RGB")])
+    want = _oracle(model, [Image.fromarray(g).convert("RGB")])
     predictor = load(d)
-    for kind in (g, g[:, :, None], Image.fromarray(g, "L"), torch.from_numpy(g)[None]):
+    for kind in (g, g[:, :, None], Image.fromarray(g), torch.from_numpy(g)[None]):
         _assert_age(predictor.predict(kind), want)
 
 

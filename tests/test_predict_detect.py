@@ -65,7 +65,7 @@ def test_detect_and_crop_a_real_face_in_a_larger_photo(fairface_dir, predictor):
     s = 300 / 448
     yy, xx = np.mgrid[0:480, 0:640]
     backdrop = np.stack([100 + xx // 16, 110 + yy // 12, 130 + 0 * xx], axis=2).astype(np.uint8)
-    scene = Image.fromarray(backdrop, "RGB")
+    scene = Image.fromarray(backdrop)
     scene.paste(face.resize((300, 300), Image.BILINEAR), (300, 120))
     found = detect.largest_face(scene)
     expected = (300 + round(x * s), 120 + round(y * s), round(w * s), round(h * s))
