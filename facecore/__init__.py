@@ -18,6 +18,7 @@ from facecore.extension import library_path, load_library
 load_library()
 
 from facecore import data, metrics, models  # noqa: E402
+from facecore.export import export_model  # noqa: E402
 from facecore.losses import CenterLoss, CoralLoss, CornLoss  # noqa: E402
 from facecore.models import (  # noqa: E402
     AgeEstimator,
@@ -37,6 +38,14 @@ from facecore.ops import (  # noqa: E402
     ordinal_predict,
     ordinal_probs,
 )
+from facecore.predict import (  # noqa: E402
+    AgePrediction,
+    BinaryPrediction,
+    EmbeddingPrediction,
+    ModelVersionError,
+    Predictor,
+    load,
+)
 
 __version__ = "0.1.0"
 
@@ -50,6 +59,13 @@ __all__ = [
     "model_checkpoint",
     "model_from_checkpoint",
     "models",
+    "AgePrediction",
+    "BinaryPrediction",
+    "EmbeddingPrediction",
+    "ModelVersionError",
+    "Predictor",
+    "load",
+    "export_model",
     "data",
     "CoralLoss",
     "CornLoss",

@@ -4,7 +4,7 @@
 Production services that load TorchScript or torch.export files containing
 facecore ops without importing facecore (or from C++) need the path of the
 library: :func:`library_path`. In C++, link it or ``dlopen`` it before
-``torch::jit::load`` (see ``examples/cpp``).
+``torch::jit::load`` (see ``csrc/examples/predict_age``).
 """
 
 from __future__ import annotations
