@@ -4,8 +4,15 @@ r"""Synthetic faces: a procedural, seeded generator of face-like RGB images with
 the demo and the tests run on a fresh machine with no download, and so that the data have a
 *known* ground truth. Results on them say nothing about accuracy on real faces.
 
-Each item ``i`` is rendered on the fly (vectorised numpy, ~0.3-0.5 ms at 64 px on one core)
-and depends only on ``(seed, i, image_size, num_classes, num_identities, age_range)``.
+Items are rendered on the fly, a whole batch at once (numpy, vectorised over the batch:
+coordinate grids ``[B, S, S]``, per-image parameters as ``[B]`` arrays, shapes composited
+with soft masks; small features only inside batch-wide pixel windows). :meth:`batch`,
+:meth:`SyntheticFaces.render_batch` and ``__getitems__`` (used by torch's ``DataLoader``)
+render ~1,600 images/s at 64 px on one busy core (~500/s one at a time; the former
+per-image renderer did ~600/s there). Item ``i`` depends only on ``(seed, i, image_size,
+num_classes, num_identities, age_range)`` and is bit-identical whether rendered alone or in
+any batch: every parameter is a counter-based hash of ``(seed, i)`` or ``(seed, identity)``
+and every pixel operation is element-wise (no reductions across pixels or images).
 
 Labels (all deterministic functions of ``seed`` and ``i``; counter-based hashing, so
 :meth:`SyntheticFaces.targets` needs no rendering):
@@ -25,16 +32,23 @@ What is drawn:
   "looks older / younger" offset;
 * **age** (monotone in the *apparent* age ``a = t + identity offset + N(0, 0.05)``,
   ``t = (age_years - lo) / (hi - lo)``): forehead lines, crow's feet and nasolabial folds
-  (strength ~ ``max(0, a - 0.25)``), under-eye shadows, hair (and brow / stubble) greying
-  (logistic in ``a`` around the identity's onset), receding hairline (mostly men), thinner
-  lips, narrower eyes, longer nose, lower brows, sagging jaw, blotchier, less saturated skin;
+  (strength ``w = clip((a - 0.15) / 0.85, 0, 1)`` times an identity factor; forehead line
+  ``k = 0..3`` fades in with ``1.6 w - 0.3 k``), under-eye shadows, age spots (more with
+  ``a``), hair (and brow / stubble) greying (a smoothstep over ``a`` in
+  ``[onset, onset + 0.45]``, onset per identity in [0.2, 0.55]), receding hairline (mostly
+  men), thinner and paler lips, narrower eyes, longer nose, lower brows, sagging jaw,
+  blotchier, darker, less saturated skin;
 * **gender**: hair length (long mostly for women), jaw taper and face width, brow thickness,
   lip colour, stubble (men only);
 * **nuisance** (per image): pose (rotation ~ N(0, 6 deg), scale, shift), background colour
-  and gradient, lighting direction / strength, exposure, colour cast, sensor noise.
+  and gradient, lighting direction / strength, exposure, colour cast, sensor noise
+  (normals are Irwin-Hall sums of four hashed uniforms, bounded at +-3.46 sd).
 
-The age signal is deliberately noisy (identity offset, per-image jitter, identity-dependent
-greying onset), so a model beats the median baseline clearly but cannot be perfect.
+The age signal is deliberately noisy (identity offset and per-image jitter, each sd 0.05 in
+``t``, about 0.4 classes of 8; identity-dependent greying onset and wrinkle strength), so a
+model beats the median baseline clearly but cannot be perfect: on 64 px, 8 classes, a
+``small_cnn`` CORAL model trained ~70 s on one thread reaches MAE ~1.1 vs ~2.0 for the
+median baseline (ridge regression on 16 x 16 pixels: ~0.9).
 """
 
 from __future__ import annotations
@@ -627,7 +641,8 @@ class SyntheticFaces(FaceDataset):
         cache: keep rendered images (uint8) in memory after the first access.
 
     Items are ``(image, {"age", "age_years", "gender", "race", "identity"})``.
-    :meth:`batch` renders many items into one tensor (handy without a DataLoader).
+    :meth:`batch` renders many items into one tensor (handy without a DataLoader);
+    ``__getitems__`` makes a ``DataLoader`` fetch each batch with one vectorised render.
     """
 
     render_chunk: int = 16
