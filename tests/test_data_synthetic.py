@@ -217,7 +217,7 @@ def test_small_cnn_coral_beats_median_baseline():
     xte, yte = te.batch()
     xtr, xte = (xtr - 0.5) / 0.25, (xte - 0.5) / 0.25
     model = AgeEstimator("small_cnn", head="coral", num_classes=8)
-    epochs, bs = 5, 64
+    epochs, bs = 8, 64
     steps = epochs * (len(xtr) // bs)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
