@@ -47,7 +47,7 @@ What is drawn:
 The age signal is deliberately noisy (identity offset and per-image jitter, each sd 0.05 in
 ``t``, about 0.4 classes of 8; identity-dependent greying onset and wrinkle strength), so a
 model beats the median baseline clearly but cannot be perfect: on 64 px, 8 classes, a
-``small_cnn`` CORAL model trained ~70 s on one thread reaches MAE ~1.1 vs ~2.0 for the
+``small_cnn`` CORAL model trained ~60 s on one thread reaches MAE ~1.0 vs ~2.0 for the
 median baseline (ridge regression on 16 x 16 pixels: ~0.9).
 """
 
