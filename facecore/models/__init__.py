@@ -1,0 +1,56 @@
+"""facecore models: backbones, ordinal age heads, binary attribute classifiers,
+face embedders and margin-softmax heads, all scriptable and exportable.
+
+* :mod:`facecore.models.backbones`: :func:`build_backbone` (ResNet-10/18/34, small CNN).
+* :mod:`facecore.models.ordinal`: :class:`AgeEstimator` with CE / Niu / CORAL / CORN heads.
+* :mod:`facecore.models.binary`: :class:`BinaryAttributeClassifier`,
+  :class:`GenderClassifier`, :func:`fit_temperature` (temperature scaling).
+* :mod:`facecore.models.embedding`: :class:`FaceEmbedder`.
+* :mod:`facecore.models.margin`: :class:`ArcFace`, :class:`CosFace`, :class:`SphereFace`.
+* :mod:`facecore.models.factory`: :func:`build_model`, :func:`model_checkpoint`,
+  :func:`model_from_checkpoint`, :func:`load_weights`.
+* :mod:`facecore.models.weights`: :func:`importance_weights_from_labels`.
+"""
+
+from facecore.models.backbones import BACKBONES, ResNet, SmallCNN, build_backbone
+from facecore.models.binary import BinaryAttributeClassifier, GenderClassifier, fit_temperature
+from facecore.models.embedding import FaceEmbedder
+from facecore.models.factory import (
+    build_model,
+    load_weights,
+    model_checkpoint,
+    model_from_checkpoint,
+)
+from facecore.models.ordinal import (
+    HEADS,
+    AgeEstimator,
+    CEHead,
+    CoralHead,
+    CornHead,
+    NiuHead,
+    build_ordinal_head,
+)
+from facecore.models.weights import importance_weights_from_labels
+
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "AgeEstimator",
+    "BinaryAttributeClassifier",
+    "CEHead",
+    "CoralHead",
+    "CornHead",
+    "FaceEmbedder",
+    "GenderClassifier",
+    "NiuHead",
+    "ResNet",
+    "SmallCNN",
+    "build_backbone",
+    "build_model",
+    "build_ordinal_head",
+    "fit_temperature",
+    "importance_weights_from_labels",
+    "load_weights",
+    "model_checkpoint",
+    "model_from_checkpoint",
+]

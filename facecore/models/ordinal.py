@@ -1,0 +1,312 @@
+r"""Ordinal regression heads and the :class:`AgeEstimator` model.
+
+Four heads map backbone features ``[N, F]`` to logits, each with its loss and
+its decoder; all decode to one type, :class:`facecore.OrdinalPrediction`
+(``labels`` [N] int64, ``cum_probs`` [N, K-1] = P(y > k), ``class_probs`` [N, K],
+``expected`` [N] = :math:`\sum_k k\,P(y=k)`).
+
+=========  ==========  ===============================  ==================================
+head       logits      loss                             decoding
+=========  ==========  ===============================  ==================================
+``ce``     [N, K]      cross-entropy (nominal)          softmax; label = argmax
+``niu``    [N, K-1]    :math:`\sum_k w_k \mathrm{BCE}`  as CORAL (count of P(y>k) > 0.5)
+``coral``  [N, K-1]    :func:`facecore.coral_loss`      :func:`facecore.ordinal_predict`
+``corn``   [N, K-1]    :func:`facecore.corn_loss`       ``ordinal_predict(.., "corn")``
+=========  ==========  ===============================  ==================================
+
+* **CE**: ``cum_probs[k] = sum_{j>k} p_j`` (suffix sums of the softmax, so no
+  ``1 - cumsum`` cancellation), ``expected = sum_k k p_k``, label = argmax.
+* **Niu et al. (OR-CNN, CVPR 2016)**: K-1 independent binary classifiers (one
+  weight vector and bias per task). The loss is the importance-weighted sum of
+  the per-task binary cross-entropies, averaged over the batch, which is the
+  same expression as the CORAL loss (the two differ in the head's
+  parametrisation, not in the loss), so it calls the fused
+  :func:`facecore.coral_loss`; decoded like CORAL (no rank-consistency guarantee).
+* **CORAL (Cao, Mirjalili & Raschka 2020)**: one shared weight vector and K-1
+  biases, ``logits_k = w.x + b_k``. With ``monotone_biases=True`` the biases are
+  ``b_0`` and ``b_k = b_0 - sum_{j<k} softplus(d_j)`` (non-increasing by
+  construction), so ``P(y > k)`` is non-increasing in k for *every* parameter
+  value, not only at the optimum as the paper's theorem gives.
+* **CORN (Shi, Cao & Raschka 2023)**: K-1 outputs trained as conditional
+  probabilities ``P(y > k | y > k-1)``; the decoder multiplies them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import facecore.ops  # noqa: F401  (loads the compiled ops)
+from facecore.models.backbones import resolve_backbone
+from facecore.ops import OrdinalPrediction
+
+__all__ = [
+    "HEADS",
+    "AgeEstimator",
+    "CEHead",
+    "CoralHead",
+    "CornHead",
+    "NiuHead",
+    "build_ordinal_head",
+]
+
+HEADS = ("ce", "niu", "coral", "corn")
+
+
+def _check_num_classes(num_classes: Any) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    return num_classes
+
+
+class CEHead(nn.Module):
+    """Nominal baseline: ``Linear(F, K)``, softmax cross-entropy."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = _check_num_classes(num_classes)
+        self.kind = "ce"
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(features)
+
+    @torch.jit.export
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        importance_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if importance_weights is not None:
+            raise ValueError(
+                "importance_weights apply to the binary-task heads (niu, coral, corn), not 'ce'"
+            )
+        return F.cross_entropy(logits, labels.long())
+
+    @torch.jit.export
+    def decode(self, logits: torch.Tensor) -> OrdinalPrediction:
+        probs = torch.softmax(logits, dim=1)
+        # cum[:, k] = sum_{j > k} p_j, k = 0..K-2 (suffix sums)
+        cum = torch.flip(torch.cumsum(torch.flip(probs[:, 1:], [1]), dim=1), [1])
+        ranks = torch.arange(probs.shape[1], dtype=probs.dtype, device=probs.device)
+        expected = (probs * ranks).sum(dim=1)
+        return OrdinalPrediction(torch.argmax(probs, dim=1), cum, probs, expected)
+
+
+class NiuHead(nn.Module):
+    """OR-CNN (Niu et al. 2016): ``Linear(F, K-1)``, K-1 independent binary tasks."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = _check_num_classes(num_classes)
+        self.kind = "niu"
+        self.fc = nn.Linear(in_features, num_classes - 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(features)
+
+    @torch.jit.export
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        importance_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return facecore.ops.coral_loss(logits, labels, importance_weights, "mean")
+
+    @torch.jit.export
+    def decode(self, logits: torch.Tensor) -> OrdinalPrediction:
+        return facecore.ops.ordinal_predict(logits, "coral", 0.5)
+
+
+def _inverse_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+class CoralHead(nn.Module):
+    """CORAL: shared ``Linear(F, 1, bias=False)`` plus K-1 biases (optionally monotone).
+
+    Initial biases as ``coral_pytorch.layers.CoralLayer``: ``(K-1-k) / (K-1)``,
+    i.e. evenly spaced from 1 down to ``1/(K-1)``.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, monotone_biases: bool = False) -> None:
+        super().__init__()
+        self.num_classes = _check_num_classes(num_classes)
+        self.kind = "coral"
+        self.monotone_biases = bool(monotone_biases)
+        self.fc = nn.Linear(in_features, 1, bias=False)
+        init = torch.arange(num_classes - 1, 0, -1, dtype=torch.float32) / (num_classes - 1)
+        if self.monotone_biases:
+            step = _inverse_softplus(1.0 / (num_classes - 1))
+            self.bias0 = nn.Parameter(init[:1].clone())
+            self.bias_deltas = nn.Parameter(torch.full((num_classes - 2,), step))
+            self.bias = None
+        else:
+            self.bias = nn.Parameter(init)
+            self.bias0 = None
+            self.bias_deltas = None
+
+    @torch.jit.export
+    def biases(self) -> torch.Tensor:
+        """The K-1 biases ``b_k`` (for the monotone form, ``b_0 - cumsum(softplus(d))``)."""
+        bias = self.bias
+        if bias is not None:
+            return bias
+        b0 = self.bias0
+        d = self.bias_deltas
+        assert b0 is not None and d is not None
+        return torch.cat([b0, b0 - torch.cumsum(F.softplus(d), dim=0)])
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(features) + self.biases()
+
+    @torch.jit.export
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        importance_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return facecore.ops.coral_loss(logits, labels, importance_weights, "mean")
+
+    @torch.jit.export
+    def decode(self, logits: torch.Tensor) -> OrdinalPrediction:
+        return facecore.ops.ordinal_predict(logits, "coral", 0.5)
+
+
+class CornHead(nn.Module):
+    """CORN: ``Linear(F, K-1)`` trained with the conditional CORN loss."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = _check_num_classes(num_classes)
+        self.kind = "corn"
+        self.fc = nn.Linear(in_features, num_classes - 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(features)
+
+    @torch.jit.export
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        importance_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return facecore.ops.corn_loss(logits, labels, importance_weights, "mean")
+
+    @torch.jit.export
+    def decode(self, logits: torch.Tensor) -> OrdinalPrediction:
+        return facecore.ops.ordinal_predict(logits, "corn", 0.5)
+
+
+def build_ordinal_head(
+    kind: str, in_features: int, num_classes: int, *, monotone_biases: bool = False
+) -> nn.Module:
+    """Head by kind: ``"ce"``, ``"niu"``, ``"coral"`` or ``"corn"``."""
+    if kind not in HEADS:
+        raise ValueError(f"head must be one of {list(HEADS)}, got {kind!r}")
+    if monotone_biases and kind != "coral":
+        raise ValueError(f"monotone_biases applies to the 'coral' head only, got head={kind!r}")
+    if kind == "ce":
+        return CEHead(in_features, num_classes)
+    if kind == "niu":
+        return NiuHead(in_features, num_classes)
+    if kind == "coral":
+        return CoralHead(in_features, num_classes, monotone_biases)
+    return CornHead(in_features, num_classes)
+
+
+class AgeEstimator(nn.Module):
+    """Backbone + ordinal head: age as one of K ordered classes.
+
+    Args:
+        backbone: a name (``"resnet18"``, ``"resnet34"``, ``"resnet10"``,
+            ``"small_cnn"``) or an ``nn.Module`` with ``out_features``.
+        head: ``"ce"``, ``"niu"``, ``"coral"`` or ``"corn"``.
+        num_classes: K (required).
+        width, in_channels, backbone_options: for a backbone given by name
+            (see :func:`facecore.models.build_backbone`).
+        monotone_biases: CORAL only, non-increasing biases by construction.
+        dropout: dropout on the features before the head (0 = none).
+
+    ``forward(x)`` returns logits; :meth:`loss`, :meth:`decode`, :meth:`predict`
+    and :meth:`serve` follow the head. ``config`` rebuilds the model with
+    :func:`facecore.models.build_model`.
+    """
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "resnet18",
+        head: str = "coral",
+        num_classes: int | None = None,
+        *,
+        width: int | None = None,
+        in_channels: int = 3,
+        backbone_options: dict[str, Any] | None = None,
+        monotone_biases: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_classes is None:
+            raise ValueError("num_classes is required (the number of ordered age classes K)")
+        _check_num_classes(num_classes)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.backbone, backbone_config, features = resolve_backbone(
+            backbone, width=width, in_channels=in_channels, options=backbone_options
+        )
+        self.dropout = nn.Dropout(float(dropout))
+        self.head = build_ordinal_head(head, features, num_classes, monotone_biases=monotone_biases)
+        self.task = "age"
+        self.head_type = head
+        self.num_classes = num_classes
+        self.config = {
+            "task": "age",
+            "backbone": backbone_config,
+            "head": head,
+            "num_classes": num_classes,
+            "monotone_biases": bool(monotone_biases),
+            "dropout": float(dropout),
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.backbone(x)))
+
+    @torch.jit.export
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        importance_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The head's loss (mean over the batch); ``importance_weights`` [K-1] (not for CE)."""
+        return self.head.loss(logits, labels, importance_weights)
+
+    @torch.jit.export
+    def decode(self, logits: torch.Tensor) -> OrdinalPrediction:
+        """Labels, cumulative / class probabilities and expected rank from logits."""
+        return self.head.decode(logits)
+
+    @torch.jit.export
+    def predict(self, x: torch.Tensor) -> OrdinalPrediction:
+        """``decode(forward(x))`` (the caller chooses ``eval()`` / ``no_grad``)."""
+        return self.head.decode(self.forward(x))
+
+    @torch.jit.export
+    def serve(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Serving output for a normalised batch ``[N, C, S, S]``: ``label`` (int64),
+        ``cum_probs`` [N, K-1], ``class_probs`` [N, K], ``expected`` [N]."""
+        p = self.head.decode(self.forward(x))
+        return {
+            "label": p.labels,
+            "cum_probs": p.cum_probs,
+            "class_probs": p.class_probs,
+            "expected": p.expected,
+        }

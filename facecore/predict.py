@@ -1,0 +1,393 @@
+"""Serving: ``facecore.load(path)`` -> :class:`Predictor` -> typed predictions.
+
+::
+
+    import facecore
+    predictor = facecore.load("exported/age")          # dir, model.pt or model.pt2
+    [p] = predictor.predict("face.jpg")
+    p.age, p.class_probs, p.to_dict()
+
+The predictor decodes images (see :mod:`facecore.predict_inputs` for what it
+accepts), applies the recorded evaluation transform (shorter side to
+``resize``, center crop ``input_size``, Pillow bilinear), batches them and runs
+the exported module, which normalises and calls the model's ``serve``. With
+``detect=True`` it first crops the largest face found by OpenCV's Haar cascade
+(:mod:`facecore.detect`); when none is found it uses the whole image and says
+so in the result (``face_detected=False``).
+
+Loading checks the file's recorded op-set version against the installed
+library's and refuses a mismatch (:class:`ModelVersionError`): a model exported
+against other operator semantics must not silently compute something else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from facecore import predict_inputs as inputs
+from facecore.export import (
+    EXPORT_FILE,
+    FORMAT_VERSION,
+    METADATA_FILE,
+    OUTPUT_KEYS,
+    TORCHSCRIPT_FILE,
+    serving_module,
+)
+from facecore.extension import op_version
+
+__all__ = [
+    "AgePrediction",
+    "BinaryPrediction",
+    "EmbeddingPrediction",
+    "ModelVersionError",
+    "Predictor",
+    "check_compatibility",
+    "load",
+    "read_metadata",
+]
+
+Box = tuple[int, int, int, int]
+
+
+class ModelVersionError(ValueError):
+    """An exported model needs another facecore op-set or metadata format version."""
+
+
+class _Result:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples and arrays become lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray):
+                v = v.tolist()
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+
+@dataclass(frozen=True)
+class AgePrediction(_Result):
+    """``label``: predicted class (rank) ``k``; ``age = expected + age_offset`` in years;
+    ``class_probs[k] = P(y = k)``; ``cum_probs[k] = P(y > k)``; ``expected = sum_k k P(y=k)``.
+    ``face_detected`` / ``face_box`` (``(left, top, right, bottom)`` of the crop) are set
+    with ``detect=True``."""
+
+    label: int
+    age: float
+    class_name: str | None
+    class_probs: tuple[float, ...]
+    cum_probs: tuple[float, ...]
+    expected: float
+    face_detected: bool | None = None
+    face_box: Box | None = None
+
+
+@dataclass(frozen=True)
+class BinaryPrediction(_Result):
+    """``prob`` = calibrated P(class 1) (gender: P(female)); ``label = prob > 0.5``."""
+
+    label: int
+    class_name: str
+    prob: float
+    face_detected: bool | None = None
+    face_box: Box | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingPrediction(_Result):
+    """L2-normalised face embedding ``[D]`` (read-only float32 array); compare two with the
+    dot product (cosine similarity)."""
+
+    embedding: np.ndarray
+    face_detected: bool | None = None
+    face_box: Box | None = None
+
+
+Prediction = AgePrediction | BinaryPrediction | EmbeddingPrediction
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of an export directory, ``model.pt`` or ``model.pt2`` (without loading it)."""
+    path = Path(path)
+    if path.is_dir():
+        meta_file = path / METADATA_FILE
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{path} has no {METADATA_FILE}: not a facecore export")
+        return json.loads(meta_file.read_text())
+    if not path.is_file():
+        raise FileNotFoundError(f"no such facecore model: {str(path)!r}")
+    text = _archive_metadata(path)
+    if not text and (path.parent / METADATA_FILE).is_file():
+        text = (path.parent / METADATA_FILE).read_text()
+    if not text:
+        raise ValueError(f"{path} carries no facecore metadata: export it with export_model()")
+    return json.loads(text)
+
+
+def _archive_metadata(path: Path) -> str:
+    """``metadata.json`` stored in a ``.pt`` / ``.pt2`` zip archive ('' when absent).
+
+    Read from the zip directly, before deserialising the program (whose ops may not
+    exist in this facecore), so version checks come first.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name in z.namelist():
+                parts = name.split("/")
+                if parts[-1] == METADATA_FILE and len(parts) >= 2 and parts[-2].startswith("extra"):
+                    return z.read(name).decode()
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"{path} is not a TorchScript / torch.export archive: {e}") from e
+    return ""
+
+
+def check_compatibility(meta: Mapping[str, Any], source: str = "model") -> None:
+    """Raise :class:`ModelVersionError` when ``meta`` needs another op-set / format version."""
+    if meta.get("format") != "facecore-model":
+        raise ValueError(f"{source} is not a facecore export (metadata format {meta.get('format')!r})")
+    fmt = meta.get("format_version")
+    if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
+        raise ModelVersionError(
+            f"{source} has metadata format version {fmt!r}; this facecore reads versions up to "
+            f"{FORMAT_VERSION}: upgrade facecore (it was exported with facecore "
+            f"{meta.get('facecore_version')})"
+        )
+    recorded, lib = meta.get("op_version"), op_version()
+    if recorded != lib:
+        import facecore
+
+        raise ModelVersionError(
+            f"{source} was exported with facecore op version {recorded} (facecore "
+            f"{meta.get('facecore_version')}), but the installed facecore library implements op "
+            f"version {lib} (facecore {facecore.__version__}): re-export the model with the "
+            f"installed facecore, or install a facecore release with op version {recorded}"
+        )
+    if meta.get("task") not in OUTPUT_KEYS:
+        raise ValueError(f"{source} has an unknown task {meta.get('task')!r}")
+
+
+def _resolve(path: Path, format: str | None) -> Path:
+    if format not in (None, "torchscript", "export"):
+        raise ValueError(f"format must be None, 'torchscript' or 'export', got {format!r}")
+    if not path.exists():
+        raise FileNotFoundError(f"no such facecore model: {str(path)!r}")
+    if not path.is_dir():
+        if path.suffix not in (".pt", ".pt2"):
+            raise ValueError(f"expected an export directory, a .pt or a .pt2 file, got {path}")
+        return path
+    names = {"torchscript": [TORCHSCRIPT_FILE], "export": [EXPORT_FILE]}.get(
+        format or "", [TORCHSCRIPT_FILE, EXPORT_FILE]
+    )
+    for name in names:
+        if (path / name).is_file():
+            return path / name
+    raise FileNotFoundError(f"{path} contains none of {names}")
+
+
+def load(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu", format: str | None = None
+) -> Predictor:
+    """Load an exported model (directory, ``model.pt`` or ``model.pt2``) as a :class:`Predictor`.
+
+    A directory loads ``model.pt`` (TorchScript) when present, else ``model.pt2``;
+    ``format="torchscript"`` / ``"export"`` chooses. Raises :class:`ModelVersionError`
+    when the model was exported with another facecore op-set version.
+    """
+    path = Path(path)
+    file = _resolve(path, format)
+    # Check versions before deserialising the program: its ops may not exist here.
+    meta = read_metadata(path if path.is_dir() else file)
+    check_compatibility(meta, source=str(file))
+    if file.suffix == ".pt2":
+        run: Callable = torch.export.load(str(file)).module()
+        if _minor(meta.get("torch_version", "")) != _minor(torch.__version__):
+            warnings.warn(
+                f"{file} was exported with torch {meta.get('torch_version')}; torch "
+                f"{torch.__version__} is installed (torch.export files are not guaranteed to "
+                "load across torch releases; re-export if results look wrong)",
+                stacklevel=2,
+            )
+        run = run.to(device)
+    else:
+        run = torch.jit.load(str(file), map_location=device)
+        run.eval()
+    return Predictor(run, meta, device=device, source=str(file))
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split("+")[0].split(".")[:2])
+
+
+class Predictor:
+    """Runs an exported (or in-memory) facecore model on images; see :func:`load`.
+
+    Attributes: ``task`` (``"age"``, ``"gender"``, ``"binary"``, ``"embedding"``),
+    ``metadata``, ``input_size``, ``class_names``, ``age_offset``.
+    """
+
+    def __init__(
+        self,
+        module: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
+        metadata: Mapping[str, Any],
+        *,
+        device: str | torch.device = "cpu",
+        source: str = "model",
+        min_size: int = 16,
+        face_margin: float = 0.25,
+    ) -> None:
+        check_compatibility(metadata, source)
+        self.module = module
+        self.metadata = dict(metadata)
+        self.device = torch.device(device)
+        self.source = source
+        self.task: str = metadata["task"]
+        pre = metadata["preprocess"]
+        self.input_size = int(pre["input_size"])
+        self.resize = int(pre.get("resize") or self.input_size)
+        self.class_names: list[str] = list(metadata.get("class_names") or [])
+        self.age_offset = float(metadata.get("age_offset") or 0.0)
+        self.min_size = int(min_size)
+        self.face_margin = float(face_margin)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: nn.Module,
+        *,
+        preprocess: Any,
+        class_names: Sequence[str] | None = None,
+        age_offset: float | None = None,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
+    ) -> Predictor:
+        """A predictor on an eager model (no export), with the same preprocessing."""
+        module, meta = serving_module(
+            model, preprocess=preprocess, class_names=class_names, age_offset=age_offset
+        )
+        return cls(module.to(device), meta, device=device, source=type(model).__name__, **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor(task={self.task!r}, input_size={self.input_size}, source={self.source!r})"
+        )
+
+    # -- preprocessing --------------------------------------------------------------------
+    def preprocess(
+        self, images: Any, detect: bool = False
+    ) -> tuple[torch.Tensor, list[tuple[bool | None, Box | None]]]:
+        """Decode, (detect and crop,) resize and center-crop: ``[N, 3, S, S]`` in [0, 1]."""
+        items = inputs.as_image_list(images)
+        tensors, faces = [], []
+        for i, item in enumerate(items):
+            img = inputs.to_rgb(item, i)
+            w, h = inputs.image_size(img)
+            if min(w, h) < self.min_size:
+                raise ValueError(
+                    f"image {i} is {w}x{h} pixels, smaller than min_size={self.min_size}: "
+                    "pass a face crop of reasonable resolution"
+                )
+            face: tuple[bool | None, Box | None] = (None, None)
+            if detect:
+                from facecore.detect import face_crop_box, largest_face
+
+                box = largest_face(img)
+                if box is None:
+                    face = (False, None)
+                else:
+                    crop_box = face_crop_box(box, (w, h), self.face_margin)
+                    img = inputs.crop(img, crop_box)
+                    face = (True, crop_box)
+            tensors.append(inputs.resize_center_crop(img, self.resize, self.input_size))
+            faces.append(face)
+        if not tensors:
+            return torch.empty(0, 3, self.input_size, self.input_size), []
+        return torch.stack(tensors, 0), faces
+
+    # -- inference ------------------------------------------------------------------------
+    def run(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The module's raw output dict for a preprocessed batch ``[N, 3, S, S]``."""
+        with torch.no_grad():
+            out = self.module(batch.to(self.device))
+        missing = [k for k in OUTPUT_KEYS[self.task] if k not in out]
+        if missing:
+            raise RuntimeError(f"{self.source} returned no {missing} for task {self.task!r}")
+        return {k: v.detach().cpu() for k, v in out.items()}
+
+    def predict(self, images: Any, batch_size: int = 32, detect: bool = False) -> list[Prediction]:
+        """Predict for one image or a list / batch of them; returns one result per image.
+
+        Args:
+            images: see :mod:`facecore.predict_inputs` (PIL images, paths, numpy
+                arrays, tensors, or lists of these); an empty list gives ``[]``.
+            batch_size: images per forward pass.
+            detect: crop the largest face (OpenCV Haar cascade) first.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        items = inputs.as_image_list(images)
+        results: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            batch, faces = self.preprocess(items[start : start + batch_size], detect)
+            out = self.run(batch)
+            results.extend(self._results(out, faces))
+        return results
+
+    __call__ = predict
+
+    def _results(self, out: dict[str, torch.Tensor], faces) -> list[Prediction]:
+        n = len(faces)
+        if self.task == "age":
+            labels = out["label"].tolist()
+            expected = out["expected"].double().tolist()
+            cls = out["class_probs"].double().tolist()
+            cum = out["cum_probs"].double().tolist()
+            return [
+                AgePrediction(
+                    label=int(labels[i]),
+                    age=expected[i] + self.age_offset,
+                    class_name=self._name(labels[i]),
+                    class_probs=tuple(cls[i]),
+                    cum_probs=tuple(cum[i]),
+                    expected=expected[i],
+                    face_detected=faces[i][0],
+                    face_box=faces[i][1],
+                )
+                for i in range(n)
+            ]
+        if self.task in ("gender", "binary"):
+            labels = out["label"].tolist()
+            probs = out["prob"].double().tolist()
+            return [
+                BinaryPrediction(
+                    label=int(labels[i]),
+                    class_name=self._name(labels[i]) or str(int(labels[i])),
+                    prob=probs[i],
+                    face_detected=faces[i][0],
+                    face_box=faces[i][1],
+                )
+                for i in range(n)
+            ]
+        emb = out["embedding"].float().numpy()
+        results = []
+        for i in range(n):
+            e = emb[i].copy()
+            e.flags.writeable = False
+            results.append(EmbeddingPrediction(e, faces[i][0], faces[i][1]))
+        return results
+
+    def _name(self, label: int) -> str | None:
+        return self.class_names[label] if 0 <= label < len(self.class_names) else None

@@ -1,0 +1,199 @@
+"""Turn what users pass to :meth:`facecore.predict.Predictor.predict` into model input.
+
+Accepted images (one, or a list / tuple of them):
+
+* ``PIL.Image.Image`` in modes ``1``, ``L``, ``LA``, ``P``, ``PA``, ``RGB``, ``RGBA``,
+  ``RGBX``, ``CMYK``, ``YCbCr`` (converted to RGB; alpha is dropped);
+* a file path (``str`` / ``os.PathLike``) or encoded file content (``bytes``);
+* ``numpy`` arrays ``[H, W]`` or ``[H, W, C]`` (C = 1, 3 or 4, RGB(A) order),
+  ``uint8`` in 0..255 or float in ``[0, 1]``; ``[N, H, W, C]`` is a batch;
+* ``torch`` tensors ``[C, H, W]`` (C = 1 or 3) or a batch ``[N, C, H, W]``, float in
+  ``[0, 1]`` (or ``uint8``).
+
+Evaluation transform (as ``PreprocessConfig.eval_transform``): resize so the
+shorter side is ``resize`` pixels (bilinear, Pillow; the longer side is
+``int(resize * long / short)``), center-crop ``input_size`` (offsets
+``round((h - S) / 2)``, ``round((w - S) / 2)``), scale to ``[0, 1]`` float32.
+8-bit sources are resized as 8-bit RGB images; float sources channel by channel
+as 32-bit float images, so no precision is lost.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "IMAGE_TYPES_HELP",
+    "SUPPORTED_MODES",
+    "as_image_list",
+    "load_image",
+    "resize_center_crop",
+    "to_rgb",
+]
+
+SUPPORTED_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
+IMAGE_TYPES_HELP = (
+    "a PIL image, a file path, bytes of an image file, a numpy array [H, W] / [H, W, C] "
+    "(uint8, or float in [0, 1]) or a tensor [C, H, W] (float in [0, 1])"
+)
+
+# One decoded image: 8-bit PIL RGB or float32 numpy [H, W, 3] in [0, 1].
+Decoded = Image.Image | np.ndarray
+
+
+def as_image_list(images: Any) -> list[Any]:
+    """Split ``images`` into a list of single images (a 4-D array / tensor is a batch)."""
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        return list(images.unbind(0))
+    return [images]
+
+
+def _where(index: int | None) -> str:
+    return "image" if index is None else f"image {index}"
+
+
+def load_image(path: str | os.PathLike | bytes, index: int | None = None) -> Image.Image:
+    """Open and fully decode an image file (or file content); errors name the file."""
+    name = "<bytes>" if isinstance(path, bytes) else os.fspath(path)
+    if not isinstance(path, bytes) and not os.path.isfile(name):
+        raise FileNotFoundError(f"{_where(index)}: no such image file: {name!r}")
+    try:
+        with Image.open(io.BytesIO(path) if isinstance(path, bytes) else name) as img:
+            img.load()
+            return img.copy() if img.mode in SUPPORTED_MODES else img
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(
+            f"{_where(index)}: cannot decode image file {name!r} (corrupt or not an image): {e}"
+        ) from e
+
+
+def _pil_to_rgb(img: Image.Image, index: int | None) -> Image.Image:
+    if img.mode not in SUPPORTED_MODES:
+        raise ValueError(
+            f"{_where(index)}: unsupported PIL image mode {img.mode!r}; expected one of "
+            f"{list(SUPPORTED_MODES)} (convert 16-bit / float images to 8-bit 'RGB' or 'L' first)"
+        )
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _array_to_rgb(a: np.ndarray, index: int | None) -> Decoded:
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ValueError(
+            f"{_where(index)}: numpy images must have shape [H, W] or [H, W, C] with C in "
+            f"(1, 3, 4), got {list(a.shape)}"
+        )
+    if a.shape[2] == 4:
+        a = a[:, :, :3]
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    if a.dtype == np.uint8:
+        return Image.fromarray(np.ascontiguousarray(a), "RGB")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise TypeError(
+            f"{_where(index)}: numpy images must be uint8 (0..255) or float (0..1), got dtype "
+            f"{a.dtype}"
+        )
+    a = a.astype(np.float32, copy=False)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{_where(index)}: float image contains NaN or infinity")
+    lo, hi = float(a.min(initial=0.0)), float(a.max(initial=0.0))
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"{_where(index)}: float images must have values in [0, 1], got [{lo:g}, {hi:g}] "
+            "(divide 8-bit data by 255, or pass it as uint8)"
+        )
+    return np.ascontiguousarray(a)
+
+
+def _tensor_to_rgb(t: torch.Tensor, index: int | None) -> Decoded:
+    if t.dim() != 3 or t.size(0) not in (1, 3):
+        raise ValueError(
+            f"{_where(index)}: tensor images must have shape [C, H, W] with C in (1, 3) "
+            f"(or [N, C, H, W] for a batch), got {list(t.shape)}"
+        )
+    if t.dtype == torch.uint8:
+        return _array_to_rgb(t.detach().cpu().permute(1, 2, 0).numpy(), index)
+    if not t.is_floating_point():
+        raise TypeError(
+            f"{_where(index)}: tensor images must be float in [0, 1] (or uint8), got {t.dtype}"
+        )
+    return _array_to_rgb(t.detach().cpu().float().permute(1, 2, 0).numpy(), index)
+
+
+def to_rgb(image: Any, index: int | None = None) -> Decoded:
+    """Decode one image to 8-bit PIL RGB or a float32 ``[H, W, 3]`` array in [0, 1]."""
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image, index)
+    if isinstance(image, (str, os.PathLike, bytes)):
+        return _pil_to_rgb(load_image(image, index), index)
+    if isinstance(image, np.ndarray):
+        return _array_to_rgb(image, index)
+    if isinstance(image, torch.Tensor):
+        return _tensor_to_rgb(image, index)
+    raise TypeError(f"{_where(index)}: expected {IMAGE_TYPES_HELP}; got {type(image).__name__}")
+
+
+def image_size(image: Decoded) -> tuple[int, int]:
+    """``(width, height)``."""
+    if isinstance(image, Image.Image):
+        return image.size
+    return int(image.shape[1]), int(image.shape[0])
+
+
+def crop(image: Decoded, box: tuple[int, int, int, int]) -> Decoded:
+    """Crop ``box = (left, top, right, bottom)`` (inside the image)."""
+    if isinstance(image, Image.Image):
+        return image.crop(box)
+    left, top, right, bottom = box
+    return image[top:bottom, left:right]
+
+
+def _resized_size(w: int, h: int, shorter: int) -> tuple[int, int]:
+    if w <= h:
+        return shorter, int(shorter * h / w)
+    return int(shorter * w / h), shorter
+
+
+def resize_center_crop(image: Decoded, resize: int, size: int) -> torch.Tensor:
+    """Eval transform: shorter side to ``resize``, center crop ``size``: float32 [3, S, S]."""
+    w, h = image_size(image)
+    nw, nh = _resized_size(w, h, resize)
+    top = int(round((nh - size) / 2.0))
+    left = int(round((nw - size) / 2.0))
+    if isinstance(image, Image.Image):
+        if (nw, nh) != (w, h):
+            image = image.resize((nw, nh), Image.BILINEAR)
+        a = np.asarray(image, dtype=np.uint8)[top : top + size, left : left + size]
+        return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div(255)
+    if (nw, nh) != (w, h):
+        image = np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(image[:, :, c], "F").resize((nw, nh), Image.BILINEAR),
+                    dtype=np.float32,
+                )
+                for c in range(3)
+            ],
+            axis=2,
+        ).clip(0.0, 1.0)
+    a = image[top : top + size, left : left + size]
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).contiguous()
+
+
+def stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(list(tensors), 0)
