@@ -73,7 +73,7 @@ DATASETS = (
     "folders",
 )
 ORDINAL_HEADS = ("ce", "niu", "coral", "corn")
-BACKBONES = ("small_cnn", "resnet18", "resnet34")
+BACKBONES = ("small_cnn", "resnet10", "resnet18", "resnet34")
 METRIC_LOSSES = ("triplet", "contrastive", "arcface", "cosface", "sphereface")
 MINERS = ("batch_hard", "hard", "semihard", "all", "easy")
 OPTIMIZERS = ("adam", "adamw", "sgd")

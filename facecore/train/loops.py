@@ -118,7 +118,12 @@ class RayTrainSession(Session):
     in-process local mode (``workers = 0``), which does not persist checkpoints,
     rank 0 writes them there itself."""
 
-    def __init__(self, persist_dir: str | None = None, resume_from: str | None = None):
+    def __init__(
+        self,
+        persist_dir: str | None = None,
+        resume_from: str | None = None,
+        progress_epochs: int | None = None,
+    ):
         import ray.train
         import ray.train.torch
 
@@ -128,6 +133,7 @@ class RayTrainSession(Session):
         self.device = ray.train.torch.get_device()
         self.persist_dir = persist_dir
         self.resume_from = resume_from
+        self.progress_epochs = progress_epochs
 
     def prepare_model(self, module: nn.Module) -> nn.Module:
         import ray.train.torch
@@ -154,6 +160,10 @@ class RayTrainSession(Session):
         import ray.train
 
         name = checkpoint_dir_name(int(metrics["epoch"]))
+        if self.progress_epochs and self.rank == 0:  # local mode: no driver-side printer
+            from facecore.train.progress import format_progress
+
+            print(format_progress(metrics, self.progress_epochs), flush=True)
         if state is None:
             ray.train.report(metrics, checkpoint=None)
             return
@@ -196,22 +206,22 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The model the config asks for (``facecore.models``), before DDP wrapping."""
     from facecore import models as M
 
-    backbone = M.build_backbone(cfg.model.backbone, width=cfg.model.width)
+    bb: dict[str, Any] = {"backbone": cfg.model.backbone, "width": cfg.model.width}
     if isinstance(cfg, AgeConfig):
-        opts: dict[str, Any] = {}
-        if cfg.ordinal.head == "coral":
-            opts["monotone_biases"] = cfg.ordinal.monotone_biases
         return M.AgeEstimator(
-            backbone=backbone, head=cfg.ordinal.head, num_classes=num_classes, **opts
+            head=cfg.ordinal.head,
+            num_classes=num_classes,
+            monotone_biases=cfg.ordinal.head == "coral" and cfg.ordinal.monotone_biases,
+            **bb,
         )
     if isinstance(cfg, GenderConfig):
         if cfg.binary.attribute == "gender":
-            return M.GenderClassifier(backbone)
+            return M.GenderClassifier(**bb)
         return M.BinaryAttributeClassifier(
-            backbone, attribute=cfg.binary.attribute, class_names=tuple(cfg.binary.class_names)
+            attribute=cfg.binary.attribute, class_names=tuple(cfg.binary.class_names), **bb
         )
     if isinstance(cfg, EmbeddingConfig):
-        return M.FaceEmbedder(backbone, embedding_dim=cfg.model.embedding_dim)
+        return M.FaceEmbedder(embedding_dim=cfg.model.embedding_dim, **bb)
     raise ValueError(f"unknown task {cfg.task!r}")  # pragma: no cover
 
 
@@ -510,6 +520,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = config_from_dict(loop_config["train_config"])
     session = RayTrainSession(
-        persist_dir=loop_config.get("persist_dir"), resume_from=loop_config.get("resume_from")
+        persist_dir=loop_config.get("persist_dir"),
+        resume_from=loop_config.get("resume_from"),
+        progress_epochs=cfg.optim.epochs if loop_config.get("print_progress") else None,
     )
     run_training(cfg, session)

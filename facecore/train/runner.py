@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import sys
 import threading
 import time
@@ -61,12 +60,12 @@ from facecore.train.config import (
 )
 from facecore.train.loops import (
     CHECKPOINT_FILE,
-    build_model,
     evaluate,
     load_checkpoint,
     predict_dataset,
     train_loop_per_worker,
 )
+from facecore.train.progress import format_progress
 
 __all__ = [
     "TrainResult",
@@ -146,23 +145,6 @@ def latest_checkpoint(path: str | Path) -> Path | None:
 
 
 # ----------------------------------------------------------------- progress
-
-
-def format_progress(metrics: dict[str, Any], epochs: int) -> str:
-    """One progress line: epoch, train loss, the task's key validation metrics, time."""
-
-    def f(key: str, label: str, fmt: str = ".3f") -> str:
-        v = metrics.get(key)
-        return f"  {label} {v:{fmt}}" if isinstance(v, (int, float)) else ""
-
-    line = f"epoch {int(metrics['epoch']):3d}/{epochs}" + f("train_loss", "loss", ".4f")
-    line += f("val_mae", "val MAE") + f("val_median_mae", "(median")
-    line += ")" if "val_median_mae" in metrics else ""
-    line += f("val_rank_inconsistency", "rank-inc")
-    line += f("val_accuracy", "val acc") + f("val_auc", "val AUC") + f("val_ece", "ECE")
-    line += f("val_eer", "val EER")
-    line += f("epoch_time_s", "", ".1f") + (" s" if "epoch_time_s" in metrics else "")
-    return line
 
 
 def _progress_callback(q):
@@ -312,8 +294,8 @@ def fit(
 
 def _fit_local(cfg, loop_config, path, score, mode, out):
     """``workers = 0``: Ray Train local mode in this process; the loop persists checkpoints."""
-    from ray.train import ScalingConfig
     from ray.train import RunConfig as RayRunConfig
+    from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 
     if _is_uri(path):
@@ -504,8 +486,3 @@ def export_checkpoint_model(model, cfg: TrainConfig, splits, directory: Path) ->
         kwargs["class_names"] = list(cfg.binary.class_names)
     export_model(model, directory, **kwargs)
     return Path(directory)
-
-
-def rebuild_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    """An untrained model for ``cfg`` (same as the workers build)."""
-    return build_model(cfg, num_classes)
