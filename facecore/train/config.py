@@ -17,7 +17,8 @@ Rules
 * Every key must be a field of its section: an unknown key raises
   :class:`ConfigError` naming the dotted key and listing the valid ones.
 * Values are checked against the field's type (``int`` accepts integral values,
-  ``float`` accepts ints, ``X | None`` accepts ``null``) and against the
+  ``float`` accepts ints and ``1e-3``, which YAML 1.1 reads as a string;
+  ``X | None`` accepts ``null``) and against the
   allowed choices (e.g. ``ordinal.head`` in ``ce | niu | coral | corn``).
 * Overrides are ``dotted.key=value`` strings (``--set optim.lr=0.01``); the value
   is parsed as YAML (``1e-3`` -> float, ``true`` -> bool, ``null`` -> None,
@@ -330,6 +331,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif tp is str:
         if isinstance(value, str):
             return value
