@@ -124,13 +124,12 @@ class ServingModule(nn.Module):
         if images.dim() != 4 or images.size(1) != 3:
             raise ValueError(
                 "images must be a float tensor of shape [N, 3, S, S] with values in [0, 1], got "
-                "shape {}".format(list(images.shape))
+                f"shape {list(images.shape)}"
             )
         if images.size(2) != self.input_size or images.size(3) != self.input_size:
             raise ValueError(
-                "images must be {}x{} pixels (resize and center-crop them first), got {}x{}".format(
-                    self.input_size, self.input_size, images.size(2), images.size(3)
-                )
+                f"images must be {self.input_size}x{self.input_size} pixels (resize and "
+                f"center-crop them first), got {images.size(2)}x{images.size(3)}"
             )
         x = images.to(self.mean.dtype)
         channels = self.mean.size(1)
@@ -152,11 +151,10 @@ class ServingModule(nn.Module):
         lib = self.library_op_version()
         if lib != self.op_version:
             raise RuntimeError(
-                "this model was exported with facecore op version {}, but the loaded facecore "
-                "library implements op version {}: re-export the model with the installed "
-                "facecore, or install the facecore release it was exported with".format(
-                    self.op_version, lib
-                )
+                f"this model was exported with facecore op version {self.op_version}, but the "
+                f"loaded facecore library implements op version {lib}: re-export the model with "
+                "the installed "
+                "facecore, or install the facecore release it was exported with"
             )
 
 

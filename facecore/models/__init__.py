@@ -21,6 +21,7 @@ from facecore.models.factory import (
     model_checkpoint,
     model_from_checkpoint,
 )
+from facecore.models.margin import ArcFace, CosFace, SphereFace
 from facecore.models.ordinal import (
     HEADS,
     AgeEstimator,
@@ -36,15 +37,18 @@ __all__ = [
     "BACKBONES",
     "HEADS",
     "AgeEstimator",
+    "ArcFace",
     "BinaryAttributeClassifier",
     "CEHead",
     "CoralHead",
     "CornHead",
+    "CosFace",
     "FaceEmbedder",
     "GenderClassifier",
     "NiuHead",
     "ResNet",
     "SmallCNN",
+    "SphereFace",
     "build_backbone",
     "build_model",
     "build_ordinal_head",

@@ -1,0 +1,475 @@
+r"""Readers for real face datasets, each read the way the field reads it.
+
+All readers share :class:`facecore.data.base.ImageFileDataset`'s behaviour: items
+``(image, target)`` (see :mod:`facecore.data`), ``transform``, ``mode`` (``"RGB"`` /
+``"L"``), ``verify`` (corrupt-file policy), ``split`` / ``split_fractions`` / ``split_seed``
+(deterministic, :func:`facecore.data.make_splits`; CelebA uses its official partition),
+``class_counts`` / ``targets``, ``skipped`` (reason -> file names) reported in one warning,
+and a clear error when the root is missing or holds no usable images. File lists are
+sorted, so item order is stable across machines.
+
+Age conventions: ``age = age_years - age_offset`` (ordinal class), ``num_classes`` =
+``max_age - min_age + 1`` of the age filter.
+
+* :class:`UTKFace`: ``age_gender_race_datetime.jpg[.chip.jpg]``; gender 0 = male,
+  1 = female; race 0 = White, 1 = Black, 2 = Asian, 3 = Indian, 4 = Others. Names with a
+  missing / non-numeric / out-of-range field are skipped and counted (``malformed_name``).
+  ``age_range=(21, 60)`` with the default offset reproduces the CORAL paper (40 classes,
+  ``age = age_years - 21``).
+* :class:`CoralCSV`: the CORAL repository's CSVs (``[index,]file[,path],age[,gender]``), in
+  which ``age`` is **already** ``age_years - offset`` (AFAD 15, MORPH-2 16, CACD 14, UTK 21;
+  see :data:`CORAL_OFFSETS`); images are ``image_root / path`` (or ``/ file``).
+* :class:`AFADFolder`: AFAD's own layout ``AGE/GENDER/ID.jpg`` with GENDER 111 = male,
+  112 = female.
+* :class:`CelebA`: ``list_attr_celeba.txt`` (+-1 -> 1 / 0), ``identity_CelebA.txt``,
+  ``list_eval_partition.txt`` (0 train, 1 valid, 2 test) and ``img_align_celeba/``;
+  gender from ``Male``.
+* :class:`FairFace`: ``ground_truth.json`` (``[{"filename", "age": "20-29", "gender":
+  "Male"|"Female", ["race"]}]``) or FairFace's label CSV (``file,age,gender,race,...``); age
+  groups are ordinal classes in :data:`FAIRFACE_AGE_GROUPS` order.
+* :class:`IdentityFolders`: ``root/<person>/<image>`` (e.g. ORL's ``sN/M.pgm``); persons in
+  natural order (``s2`` before ``s10``); splits are by identity by default.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecore.data.base import IMAGE_EXTENSIONS, ImageFileDataset, check_root
+
+__all__ = [
+    "CORAL_OFFSETS",
+    "FAIRFACE_AGE_GROUPS",
+    "FAIRFACE_RACES",
+    "AFADFolder",
+    "CelebA",
+    "CoralCSV",
+    "FairFace",
+    "IdentityFolders",
+    "UTKFace",
+]
+
+CORAL_OFFSETS = {"afad": 15, "morph2": 16, "morph": 16, "cacd": 14, "utk": 21, "utkface": 21}
+FAIRFACE_AGE_GROUPS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+FAIRFACE_RACES = (
+    "White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern",
+)
+UTK_RACES = ("White", "Black", "Asian", "Indian", "Others")
+
+
+def _natural_key(s: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _age_filter(age_range: tuple[int, int] | None, age_offset: int | None, ages: Sequence[int]):
+    if age_range is not None:
+        lo, hi = (int(a) for a in age_range)
+        if lo > hi:
+            raise ValueError(f"age_range must be (min, max) with min <= max, got {age_range}")
+    else:
+        lo, hi = (min(ages), max(ages)) if len(ages) else (0, 0)
+    offset = lo if age_offset is None else int(age_offset)
+    return lo, hi, offset
+
+
+class _Common(ImageFileDataset):
+    def __init__(self, transform, mode, verify, split, split_fractions, split_seed):
+        super().__init__(transform=transform, mode=mode, verify=verify)
+        self.split = split
+        self._split_kw = {"split": split, "split_fractions": split_fractions, "split_seed": split_seed}
+
+
+class UTKFace(_Common):
+    """UTKFace from file names ``age_gender_race_datetime.jpg[.chip.jpg]`` (see module doc).
+
+    Args:
+        root: folder with the images (searched recursively).
+        age_range: inclusive ``(min, max)`` years kept (others skipped, counted as
+            ``age_out_of_range``); ``None`` keeps all.
+        age_offset: ``age = age_years - age_offset``; default ``age_range[0]`` (or the
+            smallest age present). ``num_classes = max - offset + 1``.
+    """
+
+    _NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_(\d+)\.jpg(\.chip\.jpg)?$", re.IGNORECASE)
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        age_range: tuple[int, int] | None = None,
+        age_offset: int | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        mode: str = "RGB",
+        verify: bool = True,
+        split: str | None = None,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+    ) -> None:
+        super().__init__(transform, mode, verify, split, split_fractions, split_seed)
+        root = check_root(root, "UTKFace")
+        recs = []
+        for p in sorted((q for q in root.rglob("*") if _is_image(q)), key=lambda q: str(q)):
+            m = self._NAME.match(p.name)
+            if m is None:
+                self._skip("malformed_name", p.name)
+                continue
+            age, gender, race = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            if gender not in (0, 1) or race not in range(5) or not 0 <= age <= 120:
+                self._skip("malformed_name", p.name)
+                continue
+            recs.append((p, age, gender, race))
+        lo, hi, off = _age_filter(age_range, age_offset, [r[1] for r in recs])
+        kept = []
+        for r in recs:
+            if age_range is not None and not lo <= r[1] <= hi:
+                self._skip("age_out_of_range", r[0].name)
+            else:
+                kept.append(r)
+        if lo - off < 0:
+            raise ValueError(f"age_offset={off} is above the youngest kept age {lo}")
+        self.age_offset, self.age_range = off, (lo, hi)
+        self.num_classes = hi - off + 1
+        self.num_races = 5
+        self.race_names = UTK_RACES
+        self._setup(
+            "UTKFace",
+            [r[0] for r in kept],
+            {
+                "age": [r[1] - off for r in kept],
+                "age_years": [r[1] for r in kept],
+                "gender": [r[2] for r in kept],
+                "race": [r[3] for r in kept],
+            },
+            root=root,
+            **self._split_kw,
+        )
+
+
+class CoralCSV(_Common):
+    """A CORAL-paper CSV (``age`` already offset) plus an image root (see module doc).
+
+    ``dataset`` (``"afad"``, ``"morph2"``, ``"cacd"``, ``"utk"``) sets ``age_offset`` from
+    :data:`CORAL_OFFSETS` so ``age_years = age + offset``; ``num_classes`` defaults to
+    ``max(age) + 1`` over the CSV (pass it to match the paper: AFAD 26, MORPH-2 55,
+    CACD 49, UTK 40). The CSVs are per split already (``*_train.csv`` ...), so ``split`` is
+    ``None`` by default.
+    """
+
+    def __init__(
+        self,
+        csv_path: str | Path,
+        image_root: str | Path,
+        *,
+        dataset: str | None = None,
+        age_offset: int | None = None,
+        num_classes: int | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        mode: str = "RGB",
+        verify: bool = True,
+        split: str | None = None,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+    ) -> None:
+        super().__init__(transform, mode, verify, split, split_fractions, split_seed)
+        root = check_root(image_root, "CoralCSV image")
+        csv_path = Path(csv_path)
+        if not csv_path.is_file():
+            raise FileNotFoundError(f"CoralCSV csv_path {str(csv_path)!r} does not exist")
+        if dataset is not None and dataset.lower() not in CORAL_OFFSETS:
+            raise ValueError(f"dataset must be one of {sorted(CORAL_OFFSETS)}, got {dataset!r}")
+        if age_offset is None:
+            age_offset = CORAL_OFFSETS[dataset.lower()] if dataset is not None else 0
+        with open(csv_path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            raise ValueError(f"CoralCSV: {str(csv_path)!r} is empty")
+        header = [h.strip() for h in rows[0]]
+        if "age" not in header or not ({"path", "file"} & set(header)):
+            raise ValueError(
+                f"CoralCSV: {str(csv_path)!r} needs an 'age' column and a 'path' or 'file' column, "
+                f"got header {header}"
+            )
+        ia = header.index("age")
+        ip = header.index("path") if "path" in header else header.index("file")
+        ig = header.index("gender") if "gender" in header else None
+        paths, ages, genders = [], [], []
+        for n, row in enumerate(rows[1:], start=2):
+            try:
+                rel, age = row[ip].strip(), int(row[ia])
+                if age < 0:
+                    raise ValueError
+                g = None
+                if ig is not None:
+                    gs = row[ig].strip().lower()
+                    g = {"male": 0, "m": 0, "0": 0, "female": 1, "f": 1, "1": 1}[gs]
+            except (IndexError, ValueError, KeyError):
+                self._skip("malformed_row", f"line {n}")
+                continue
+            p = root / rel
+            if not p.is_file():
+                self._skip("missing_file", rel)
+                continue
+            paths.append(p)
+            ages.append(age)
+            genders.append(g)
+        self.age_offset = int(age_offset)
+        self.num_classes = int(num_classes) if num_classes is not None else (max(ages) + 1 if ages else 0)
+        bad = [a for a in ages if a >= self.num_classes]
+        if bad:
+            raise ValueError(f"CoralCSV: age label {max(bad)} >= num_classes={self.num_classes}")
+        labels: dict[str, Any] = {"age": ages, "age_years": [a + self.age_offset for a in ages]}
+        if ig is not None:
+            labels["gender"] = genders
+        self._setup(f"CoralCSV({csv_path.name})", paths, labels, root=root, **self._split_kw)
+
+
+class AFADFolder(_Common):
+    """AFAD's folder layout ``root/AGE/GENDER/ID.jpg`` (111 = male, 112 = female).
+
+    ``age_range`` / ``age_offset`` as in :class:`UTKFace` (default offset 15, AFAD's
+    youngest age and the CORAL convention; the CORAL paper keeps ages 15-40, 26 classes).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        age_range: tuple[int, int] | None = None,
+        age_offset: int | None = 15,
+        transform: Callable[[Any], Any] | None = None,
+        mode: str = "RGB",
+        verify: bool = True,
+        split: str | None = None,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+    ) -> None:
+        super().__init__(transform, mode, verify, split, split_fractions, split_seed)
+        root = check_root(root, "AFAD")
+        recs = []
+        for p in sorted((q for q in root.rglob("*") if _is_image(q)), key=lambda q: str(q)):
+            rel = p.relative_to(root).parts
+            if len(rel) < 3 or not rel[-3].isdigit() or rel[-2] not in ("111", "112"):
+                self._skip("malformed_path", str(p.relative_to(root)))
+                continue
+            age = int(rel[-3])
+            recs.append((p, age, 0 if rel[-2] == "111" else 1))
+        lo, hi, off = _age_filter(age_range, age_offset, [r[1] for r in recs])
+        kept = []
+        for r in recs:
+            if not lo <= r[1] <= hi:
+                self._skip("age_out_of_range", str(r[0].relative_to(root)))
+            else:
+                kept.append(r)
+        if kept and min(r[1] for r in kept) < off:
+            raise ValueError(f"age_offset={off} is above the youngest kept age; set age_range")
+        self.age_offset, self.age_range = off, (lo, hi)
+        self.num_classes = hi - off + 1
+        self._setup(
+            "AFAD",
+            [r[0] for r in kept],
+            {"age": [r[1] - off for r in kept], "age_years": [r[1] for r in kept], "gender": [r[2] for r in kept]},
+            root=root,
+            **self._split_kw,
+        )
+
+
+def _read_table(path: Path, what: str) -> list[list[str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"CelebA: {what} file {str(path)!r} does not exist")
+    with open(path) as f:
+        return [line.split() for line in f if line.strip()]
+
+
+class CelebA(_Common):
+    """CelebA with its official partition (``split`` = ``"train"`` / ``"valid"`` / ``"test"``
+    / ``None`` for all). Target keys: ``gender`` (from ``Male``: 1 -> 0 male, -1 -> 1
+    female), ``attributes`` (int64 [40], 1 = present), ``identity`` (the CelebA ids present
+    in this split, renumbered ``0..num_identities-1`` in increasing id order;
+    ``identity_ids`` holds the originals). ``attribute_names`` lists the 40 names.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        split: str | None = "train",
+        transform: Callable[[Any], Any] | None = None,
+        mode: str = "RGB",
+        verify: bool = True,
+        image_dir: str = "img_align_celeba",
+    ) -> None:
+        super().__init__(transform, mode, verify, None, (0.8, 0.1, 0.1), 0)
+        root = check_root(root, "CelebA")
+        parts = {"train": 0, "valid": 1, "test": 2}
+        if split is not None and split not in parts:
+            raise ValueError(f"split must be 'train', 'valid', 'test' or None, got {split!r}")
+        self.split = split
+        attr = _read_table(root / "list_attr_celeba.txt", "attribute")
+        names = attr[1]
+        if "Male" not in names:
+            raise ValueError("CelebA: list_attr_celeba.txt has no 'Male' column")
+        self.attribute_names = tuple(names)
+        ident = {r[0]: int(r[1]) for r in _read_table(root / "identity_CelebA.txt", "identity")}
+        part = {r[0]: int(r[1]) for r in _read_table(root / "list_eval_partition.txt", "partition")}
+        img_dir = root / image_dir
+        if not img_dir.is_dir():
+            raise FileNotFoundError(f"CelebA image folder {str(img_dir)!r} does not exist")
+        im = names.index("Male")
+        recs = []
+        for row in attr[2:]:
+            fname, vals = row[0], row[1:]
+            if len(vals) != len(names) or any(v not in ("1", "-1") for v in vals) or fname not in ident:
+                self._skip("malformed_row", fname)
+                continue
+            if split is not None and part.get(fname) != parts[split]:
+                continue
+            p = img_dir / fname
+            if not p.is_file():
+                self._skip("missing_file", fname)
+                continue
+            a = [1 if v == "1" else 0 for v in vals]
+            recs.append((p, a, 0 if a[im] == 1 else 1, ident[fname]))
+        ids = sorted({r[3] for r in recs})
+        remap = {v: i for i, v in enumerate(ids)}
+        self._setup(
+            "CelebA",
+            [r[0] for r in recs],
+            {
+                "gender": [r[2] for r in recs],
+                "identity": [remap[r[3]] for r in recs],
+                "attributes": np.asarray([r[1] for r in recs], dtype=np.int64).reshape(-1, len(names)),
+            },
+            root=img_dir,
+        )
+        present = sorted(set(self._labels["identity"].tolist()))
+        self.identity_ids = [ids[i] for i in present]
+        # renumber again in case verification dropped every image of a person
+        rm = {old: new for new, old in enumerate(present)}
+        self._labels["identity"] = np.array([rm[i] for i in self._labels["identity"]], dtype=np.int64)
+        self.num_identities = len(present)
+
+
+class FairFace(_Common):
+    """FairFace as an ordinal age-group dataset (see module doc).
+
+    ``annotations`` defaults to ``root / "ground_truth.json"``; a ``.csv`` (FairFace's own
+    ``file,age,gender,race`` label files) is read too. ``age`` = index of the group in
+    ``age_groups`` (default :data:`FAIRFACE_AGE_GROUPS`); ``race`` (when present) = index in
+    :data:`FAIRFACE_RACES`. No ``age_years`` (only groups are known).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        annotations: str | Path | None = None,
+        age_groups: Sequence[str] = FAIRFACE_AGE_GROUPS,
+        transform: Callable[[Any], Any] | None = None,
+        mode: str = "RGB",
+        verify: bool = True,
+        split: str | None = None,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+    ) -> None:
+        super().__init__(transform, mode, verify, split, split_fractions, split_seed)
+        root = check_root(root, "FairFace")
+        ann = Path(annotations) if annotations is not None else root / "ground_truth.json"
+        if not ann.is_file():
+            raise FileNotFoundError(f"FairFace annotations {str(ann)!r} do not exist")
+        if ann.suffix.lower() == ".csv":
+            with open(ann, newline="") as f:
+                entries = list(csv.DictReader(f))
+            for e in entries:
+                e.setdefault("filename", e.get("file", ""))
+        else:
+            with open(ann) as f:
+                entries = json.load(f)
+            if not isinstance(entries, list):
+                raise ValueError(f"FairFace: {str(ann)!r} must hold a JSON list of records")
+        self.age_groups = tuple(age_groups)
+        self.num_classes = len(self.age_groups)
+        gmap = {"male": 0, "female": 1}
+        races = {r.lower(): i for i, r in enumerate(FAIRFACE_RACES)}
+        recs = []
+        has_race = all(isinstance(e, dict) and "race" in e for e in entries) and len(entries) > 0
+        for e in entries:
+            try:
+                fname = str(e["filename"])
+                age = self.age_groups.index(str(e["age"]).strip())
+                gender = gmap[str(e["gender"]).strip().lower()]
+                race = races[str(e["race"]).strip().lower()] if has_race else 0
+            except (KeyError, ValueError, TypeError):
+                self._skip("malformed_record", str(e.get("filename", e) if isinstance(e, dict) else e))
+                continue
+            p = root / fname
+            if not p.is_file():
+                self._skip("missing_file", fname)
+                continue
+            recs.append((p, age, gender, race))
+        labels: dict[str, Any] = {"age": [r[1] for r in recs], "gender": [r[2] for r in recs]}
+        if has_race:
+            labels["race"] = [r[3] for r in recs]
+            self.num_races = len(FAIRFACE_RACES)
+            self.race_names = FAIRFACE_RACES
+        self._setup("FairFace", [r[0] for r in recs], labels, root=root, **self._split_kw)
+
+
+class IdentityFolders(_Common):
+    """One folder per person: ``root/<person>/<image>`` (ORL: ``sN/M.pgm``).
+
+    ``identity`` = index of the person folder in natural order (``person_names`` lists
+    them); folders without images are skipped (``empty_identity``). ``split_by="identity"``
+    (default) keeps each person in one split (open-set matching), ``"sample"`` splits images.
+    ``mode="RGB"`` (default) converts greyscale to 3 channels; ``mode="L"`` keeps one.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        transform: Callable[[Any], Any] | None = None,
+        mode: str = "RGB",
+        verify: bool = True,
+        split: str | None = None,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+        split_by: str = "identity",
+    ) -> None:
+        super().__init__(transform, mode, verify, split, split_fractions, split_seed)
+        if split_by not in ("identity", "sample"):
+            raise ValueError(f"split_by must be 'identity' or 'sample', got {split_by!r}")
+        root = check_root(root, "IdentityFolders")
+        persons = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: _natural_key(d.name))
+        paths, ids, names = [], [], []
+        for d in persons:
+            files = sorted((q for q in d.iterdir() if _is_image(q)), key=lambda q: _natural_key(q.name))
+            if not files:
+                self._skip("empty_identity", d.name)
+                continue
+            names.append(d.name)
+            paths.extend(files)
+            ids.extend([len(names) - 1] * len(files))
+        self._setup(
+            "IdentityFolders",
+            paths,
+            {"identity": ids},
+            root=root,
+            split_groups=ids if split_by == "identity" else None,
+            **self._split_kw,
+        )
+        present = sorted(set(self._labels["identity"].tolist()))
+        self.person_names = [names[i] for i in present]
+        rm = {old: new for new, old in enumerate(present)}
+        self._labels["identity"] = np.array([rm[i] for i in self._labels["identity"]], dtype=np.int64)
+        self.num_identities = len(present)

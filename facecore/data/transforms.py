@@ -1,0 +1,581 @@
+r"""Image transforms without torchvision (Pillow / numpy / torch), and preprocessing presets.
+
+Every transform accepts a ``PIL.Image``, a numpy array (``HxW`` or ``HxWxC``; ``uint8`` in
+0..255 or float in [0, 1]) or a torch tensor (``[C, H, W]`` or ``[N, C, H, W]``; float in
+[0, 1] or ``uint8``) and returns the same kind it was given, except :class:`ToTensor`
+(always a float32 tensor) and :class:`Normalize` (tensor in, tensor out).
+
+Conventions (they match torchvision's, so pipelines port over unchanged):
+
+* ``size`` as an int in :class:`Resize` means *shorter side* (aspect ratio kept,
+  longer side ``int(size * long / short)``); a pair ``(h, w)`` means exactly that size.
+  Resizing is bilinear: Pillow's ``BILINEAR`` filter for PIL / uint8 arrays (antialiased
+  when downscaling), ``torch.nn.functional.interpolate(..., antialias=True)`` for tensors.
+* :class:`CenterCrop` puts the crop at ``top = round((H - h) / 2)``,
+  ``left = round((W - w) / 2)`` (Python ``round`` on ``.5``, as torchvision does).
+* :class:`Grayscale` uses ITU-R 601-2 luma ``L = 0.299 R + 0.587 G + 0.114 B`` (Pillow's).
+* :class:`ColorJitter` applies brightness (``x * b``), contrast (blend with the mean grey
+  level), saturation (blend with the greyscale image), then hue (rotation of the HSV hue),
+  each factor drawn uniformly from its range, in that fixed order; results are clamped to
+  [0, 1].
+* Randomness comes from ``torch``'s global generator (seeded per DataLoader worker by
+  PyTorch) or from an explicit ``generator=``.
+
+:class:`PreprocessConfig` bundles what a model needs to see at inference time
+(``input_size``, ``resize``, ``mean``, ``std``, ``grayscale``); it serialises with
+``to_dict()`` / ``from_dict()`` and builds ``train_transform()`` / ``eval_transform()``.
+Presets:
+
+* :data:`CORAL_PREPROCESS`: the CORAL paper's pipeline, checked against its code
+  (Raschka-research-group/coral-cnn, ``model-code/*.py``): ``Resize((128, 128))`` (a square
+  resize, not shorter side), ``RandomCrop(120)`` for training / ``CenterCrop(120)`` for
+  evaluation, ``ToTensor()`` and **no** normalisation (so ``mean = (0, 0, 0)``,
+  ``std = (1, 1, 1)``; the code does not use ImageNet statistics).
+* :data:`SYNTHETIC_PREPROCESS`: the synthetic faces' default, 64 px in, no resize / crop,
+  normalised with mean 0.5 / std 0.25 per channel.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+__all__ = [
+    "CORAL_PREPROCESS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "SYNTHETIC_PREPROCESS",
+    "CenterCrop",
+    "ColorJitter",
+    "Compose",
+    "Grayscale",
+    "Normalize",
+    "PreprocessConfig",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "Resize",
+    "ToTensor",
+    "to_tensor",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_LUMA = (0.299, 0.587, 0.114)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _size_pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        if size <= 0:
+            raise ValueError(f"{name} must be a positive int or (h, w), got {size}")
+        return int(size), int(size)
+    if isinstance(size, Sequence) and len(size) == 2 and all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in size
+    ):
+        return int(size[0]), int(size[1])
+    raise ValueError(f"{name} must be a positive int or a pair (h, w) of positive ints, got {size!r}")
+
+
+def _check_image(img: Any) -> None:
+    if isinstance(img, Image.Image | np.ndarray | torch.Tensor):
+        return
+    raise TypeError(
+        f"expected a PIL.Image, numpy array or torch.Tensor image, got {type(img).__name__}"
+    )
+
+
+def _hw(img: Any) -> tuple[int, int]:
+    if isinstance(img, Image.Image):
+        return img.height, img.width
+    if isinstance(img, np.ndarray):
+        return int(img.shape[0]), int(img.shape[1])
+    return int(img.shape[-2]), int(img.shape[-1])
+
+
+def to_tensor(img: Any) -> torch.Tensor:
+    """Convert an image to a float32 tensor ``[C, H, W]`` in [0, 1].
+
+    PIL images are converted as-is (``L`` gives one channel, ``RGB`` three; other modes
+    are converted to ``RGB`` first); ``uint8`` data is divided by 255; float data is kept
+    (assumed already in [0, 1]); tensors pass through (``uint8`` tensors divided by 255).
+    """
+    _check_image(img)
+    if isinstance(img, torch.Tensor):
+        if img.dtype == torch.uint8:
+            return img.float().div_(255.0)
+        if not img.is_floating_point():
+            raise TypeError(f"tensor images must be uint8 or floating point, got {img.dtype}")
+        return img.float()
+    if isinstance(img, Image.Image):
+        if img.mode not in ("L", "RGB"):
+            img = img.convert("RGB")
+        arr = np.asarray(img)
+    else:
+        arr = img
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ValueError(f"numpy images must be HxW or HxWxC, got shape {arr.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    if t.dtype == torch.uint8:
+        return t.float().div_(255.0)
+    if not t.is_floating_point():
+        raise TypeError(f"numpy images must be uint8 or floating point, got {arr.dtype}")
+    return t.float()
+
+
+def _from_tensor_like(t: torch.Tensor, like: Any) -> Any:
+    """Return float tensor ``t`` ([C, H, W] in [0, 1]) as the same kind of image as ``like``."""
+    if isinstance(like, torch.Tensor):
+        if like.dtype == torch.uint8:
+            return (t * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+        return t.to(like.dtype)
+    if isinstance(like, np.ndarray):
+        arr = t.numpy().transpose(1, 2, 0)
+        if like.ndim == 2:
+            arr = arr[:, :, 0]
+        if like.dtype == np.uint8:
+            return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+        return arr.astype(like.dtype, copy=False)
+    arr = np.clip(np.rint(t.numpy().transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+    if arr.shape[2] == 1:
+        return Image.fromarray(arr[:, :, 0], mode="L")
+    return Image.fromarray(arr, mode="RGB")
+
+
+def _crop(img: Any, top: int, left: int, h: int, w: int) -> Any:
+    if isinstance(img, Image.Image):
+        return img.crop((left, top, left + w, top + h))
+    if isinstance(img, np.ndarray):
+        return img[top : top + h, left : left + w]
+    return img[..., top : top + h, left : left + w]
+
+
+def _check_crop(img: Any, h: int, w: int, name: str) -> tuple[int, int]:
+    H, W = _hw(img)
+    if h > H or w > W:
+        raise ValueError(f"{name} size ({h}, {w}) is larger than the image ({H}, {W})")
+    return H, W
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+class Compose:
+    """Apply transforms in order: ``Compose([Resize(128), CenterCrop(120), ToTensor()])``."""
+
+    def __init__(self, transforms: Sequence[Callable[[Any], Any]]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, img: Any) -> Any:
+        for t in self.transforms:
+            img = t(img)
+        return img
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(t) for t in self.transforms)
+        return f"Compose([{inner}])"
+
+
+class Resize:
+    """Bilinear resize; ``size`` int = shorter side (aspect kept), ``(h, w)`` = exact size."""
+
+    def __init__(self, size: int | Sequence[int]) -> None:
+        self.size = size
+        _size_pair(size, "size")
+
+    def target_size(self, h: int, w: int) -> tuple[int, int]:
+        if isinstance(self.size, numbers.Integral):
+            s = int(self.size)
+            if h <= w:
+                return s, int(s * w / h)
+            return int(s * h / w), s
+        return int(self.size[0]), int(self.size[1])
+
+    def __call__(self, img: Any) -> Any:
+        _check_image(img)
+        H, W = _hw(img)
+        h, w = self.target_size(H, W)
+        if (h, w) == (H, W):
+            return img
+        if isinstance(img, Image.Image):
+            return img.resize((w, h), Image.BILINEAR)
+        if isinstance(img, np.ndarray) and img.dtype == np.uint8:
+            pil = Image.fromarray(img)
+            return np.asarray(pil.resize((w, h), Image.BILINEAR))
+        t = to_tensor(img) if not isinstance(img, torch.Tensor) else img
+        squeeze = t.dim() == 3
+        x = t.unsqueeze(0) if squeeze else t
+        src_dtype = x.dtype
+        x = x.float() if src_dtype == torch.uint8 else x
+        y = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        y = y.squeeze(0) if squeeze else y
+        if isinstance(img, np.ndarray):
+            return _from_tensor_like(y, img)
+        if src_dtype == torch.uint8:
+            return y.round_().clamp_(0, 255).to(torch.uint8)
+        return y
+
+    def __repr__(self) -> str:
+        return f"Resize(size={self.size!r})"
+
+
+class CenterCrop:
+    """Crop the centre ``size`` (int or ``(h, w)``); ``top = round((H - h) / 2)``."""
+
+    def __init__(self, size: int | Sequence[int]) -> None:
+        self.h, self.w = _size_pair(size, "size")
+
+    def __call__(self, img: Any) -> Any:
+        _check_image(img)
+        H, W = _check_crop(img, self.h, self.w, "CenterCrop")
+        top = int(round((H - self.h) / 2.0))
+        left = int(round((W - self.w) / 2.0))
+        return _crop(img, top, left, self.h, self.w)
+
+    def __repr__(self) -> str:
+        return f"CenterCrop(size=({self.h}, {self.w}))"
+
+
+class RandomCrop:
+    """Crop a ``size`` window at a uniformly random position (offsets inclusive of the edges)."""
+
+    def __init__(
+        self, size: int | Sequence[int], *, generator: torch.Generator | None = None
+    ) -> None:
+        self.h, self.w = _size_pair(size, "size")
+        self.generator = generator
+
+    def __call__(self, img: Any) -> Any:
+        _check_image(img)
+        H, W = _check_crop(img, self.h, self.w, "RandomCrop")
+        top = int(torch.randint(0, H - self.h + 1, (1,), generator=self.generator))
+        left = int(torch.randint(0, W - self.w + 1, (1,), generator=self.generator))
+        return _crop(img, top, left, self.h, self.w)
+
+    def __repr__(self) -> str:
+        return f"RandomCrop(size=({self.h}, {self.w}))"
+
+
+def hflip(img: Any) -> Any:
+    """Mirror an image left-right."""
+    _check_image(img)
+    if isinstance(img, Image.Image):
+        return img.transpose(Image.FLIP_LEFT_RIGHT)
+    if isinstance(img, np.ndarray):
+        return np.ascontiguousarray(img[:, ::-1])
+    return img.flip(-1)
+
+
+class RandomHorizontalFlip:
+    """Mirror left-right with probability ``p``."""
+
+    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        self.p = p
+        self.generator = generator
+
+    def __call__(self, img: Any) -> Any:
+        if float(torch.rand((), generator=self.generator)) < self.p:
+            return hflip(img)
+        _check_image(img)
+        return img
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+def _grey(t: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601-2 luma of a [3, H, W] tensor, shape [1, H, W]."""
+    r, g, b = t[0], t[1], t[2]
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(0)
+
+
+class Grayscale:
+    """Luma ``0.299 R + 0.587 G + 0.114 B``, replicated to ``num_output_channels`` (1 or 3)."""
+
+    def __init__(self, num_output_channels: int = 1) -> None:
+        if num_output_channels not in (1, 3):
+            raise ValueError(f"num_output_channels must be 1 or 3, got {num_output_channels}")
+        self.num_output_channels = num_output_channels
+
+    def __call__(self, img: Any) -> Any:
+        _check_image(img)
+        if isinstance(img, Image.Image):
+            g = img.convert("L")
+            return g if self.num_output_channels == 1 else g.convert("RGB")
+        t = to_tensor(img)
+        if t.shape[-3] == 1:
+            g = t
+        elif t.shape[-3] == 3:
+            g = _grey(t) if t.dim() == 3 else torch.stack([_grey(x) for x in t])
+        else:
+            raise ValueError(f"Grayscale needs 1 or 3 channels, got {t.shape[-3]}")
+        if self.num_output_channels == 3:
+            g = g.expand(*g.shape[:-3], 3, *g.shape[-2:]).contiguous()
+        if isinstance(img, torch.Tensor):
+            return _from_tensor_like(g, img)
+        if isinstance(img, np.ndarray):
+            out = _from_tensor_like(g, np.zeros((1, 1, 1), dtype=img.dtype))
+            return out[:, :, 0] if self.num_output_channels == 1 and img.ndim == 2 else out
+        return g
+
+    def __repr__(self) -> str:
+        return f"Grayscale(num_output_channels={self.num_output_channels})"
+
+
+def _rgb_to_hsv(t: torch.Tensor) -> torch.Tensor:
+    r, g, b = t[0], t[1], t[2]
+    maxc, _ = t.max(dim=0)
+    minc, _ = t.min(dim=0)
+    v = maxc
+    delta = maxc - minc
+    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-12), torch.zeros_like(maxc))
+    dc = delta.clamp_min(1e-12)
+    rc, gc, bc = (maxc - r) / dc, (maxc - g) / dc, (maxc - b) / dc
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    return torch.stack([h, s, v])
+
+
+def _hsv_to_rgb(t: torch.Tensor) -> torch.Tensor:
+    h, s, v = t[0], t[1], t[2]
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    p, q, tt = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    i = i.long() % 6
+    r = torch.stack([v, q, p, p, tt, v]).gather(0, i.unsqueeze(0))[0]
+    g = torch.stack([tt, v, v, q, p, p]).gather(0, i.unsqueeze(0))[0]
+    b = torch.stack([p, p, tt, v, v, q]).gather(0, i.unsqueeze(0))[0]
+    return torch.stack([r, g, b])
+
+
+def _jitter_range(value: float | Sequence[float], name: str, center: float, bound: float):
+    if isinstance(value, numbers.Number):
+        if value < 0:
+            raise ValueError(f"{name} must be non-negative, got {value}")
+        lo, hi = center - float(value), center + float(value)
+        if center == 1.0:
+            lo = max(lo, 0.0)
+    else:
+        lo, hi = (float(v) for v in value)
+    if not (center - bound <= lo <= hi <= center + bound):
+        raise ValueError(f"{name} range must lie in [{center - bound}, {center + bound}], got {value!r}")
+    return lo, hi
+
+
+class ColorJitter:
+    """Random brightness / contrast / saturation / hue (see the module docstring).
+
+    Each argument is ``x`` (factor drawn from ``[max(0, 1 - x), 1 + x]``; for hue a shift
+    from ``[-x, x]`` with ``x <= 0.5``) or an explicit ``(lo, hi)``.
+    """
+
+    def __init__(
+        self,
+        brightness: float | Sequence[float] = 0.0,
+        contrast: float | Sequence[float] = 0.0,
+        saturation: float | Sequence[float] = 0.0,
+        hue: float | Sequence[float] = 0.0,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.brightness = _jitter_range(brightness, "brightness", 1.0, math.inf)
+        self.contrast = _jitter_range(contrast, "contrast", 1.0, math.inf)
+        self.saturation = _jitter_range(saturation, "saturation", 1.0, math.inf)
+        self.hue = _jitter_range(hue, "hue", 0.0, 0.5)
+        self.generator = generator
+
+    def _draw(self, lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=self.generator))
+
+    @staticmethod
+    def apply(
+        t: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float
+    ) -> torch.Tensor:
+        """Deterministic jitter of a float [3, H, W] tensor in [0, 1] with the given factors."""
+        t = (t * brightness).clamp(0, 1)
+        t = (contrast * t + (1 - contrast) * _grey(t).mean()).clamp(0, 1)
+        t = (saturation * t + (1 - saturation) * _grey(t)).clamp(0, 1)
+        if hue != 0.0:
+            hsv = _rgb_to_hsv(t)
+            hsv[0] = (hsv[0] + hue) % 1.0
+            t = _hsv_to_rgb(hsv).clamp(0, 1)
+        return t
+
+    def __call__(self, img: Any) -> Any:
+        _check_image(img)
+        t = to_tensor(img)
+        if t.dim() != 3 or t.shape[0] != 3:
+            raise ValueError(f"ColorJitter needs one RGB image [3, H, W], got {tuple(t.shape)}")
+        out = self.apply(
+            t,
+            self._draw(*self.brightness),
+            self._draw(*self.contrast),
+            self._draw(*self.saturation),
+            self._draw(*self.hue),
+        )
+        return _from_tensor_like(out, img)
+
+    def __repr__(self) -> str:
+        return (
+            f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, "
+            f"saturation={self.saturation}, hue={self.hue})"
+        )
+
+
+class ToTensor:
+    """Convert to a float32 tensor ``[C, H, W]`` in [0, 1] (see :func:`to_tensor`)."""
+
+    def __call__(self, img: Any) -> torch.Tensor:
+        return to_tensor(img)
+
+    def __repr__(self) -> str:
+        return "ToTensor()"
+
+
+class Normalize(nn.Module):
+    r"""Per-channel ``(x - mean) / std`` as a scriptable ``nn.Module`` (mean/std are buffers).
+
+    Works on ``[C, H, W]`` and ``[N, C, H, W]`` float tensors; ``torch.jit.script`` and
+    ``torch.export`` friendly, so an exported model can carry its own normalisation.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        m = torch.as_tensor(list(mean), dtype=torch.float32)
+        s = torch.as_tensor(list(std), dtype=torch.float32)
+        if m.dim() != 1 or m.shape != s.shape or m.numel() == 0:
+            raise ValueError(
+                f"mean and std must be non-empty sequences of equal length, got {list(mean)} "
+                f"and {list(std)}"
+            )
+        if not bool((s > 0).all()):
+            raise ValueError(f"std must be positive, got {list(std)}")
+        self.register_buffer("mean", m.view(-1, 1, 1))
+        self.register_buffer("std", s.view(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3 or x.size(-3) != self.mean.size(0):
+            raise ValueError("Normalize expects [C, H, W] or [N, C, H, W] with C = len(mean)")
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def __call__(self, x: Any) -> torch.Tensor:  # accept PIL / numpy too, like the others
+        if not isinstance(x, torch.Tensor):
+            x = to_tensor(x)
+        return super().__call__(x)
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What a model expects as input, serialisable into export metadata.
+
+    * ``resize``: first resize, shorter side to ``resize`` (``resize_mode="shorter"``) or the
+      whole image to ``resize x resize`` (``resize_mode="square"``, the CORAL code's choice).
+    * ``input_size``: then crop ``input_size x input_size``, random for training, centred for
+      evaluation (``input_size <= resize``).
+    * ``mean`` / ``std``: per-channel normalisation of the [0, 1] RGB tensor.
+    * ``grayscale``: convert to luma and replicate to 3 channels before everything else.
+    * ``horizontal_flip``: random left-right flip probability used by ``train_transform``.
+    """
+
+    input_size: int
+    resize: int
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    grayscale: bool = False
+    resize_mode: str = "shorter"
+    horizontal_flip: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("input_size", "resize"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.input_size > self.resize:
+            raise ValueError(
+                f"input_size ({self.input_size}) must be <= resize ({self.resize})"
+            )
+        if self.resize_mode not in ("shorter", "square"):
+            raise ValueError(f"resize_mode must be 'shorter' or 'square', got {self.resize_mode!r}")
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(f"mean and std must have 3 entries, got {self.mean} and {self.std}")
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+        if not 0.0 <= self.horizontal_flip <= 1.0:
+            raise ValueError(f"horizontal_flip must be in [0, 1], got {self.horizontal_flip}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown PreprocessConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        kw = dict(d)
+        for k in ("mean", "std"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        return cls(**kw)
+
+    def _resize(self) -> Resize:
+        return Resize(self.resize if self.resize_mode == "shorter" else (self.resize, self.resize))
+
+    def _head(self) -> list[Callable[[Any], Any]]:
+        return [Grayscale(3)] if self.grayscale else []
+
+    def normalize_module(self) -> Normalize:
+        """The scriptable :class:`Normalize` for this config (exports put it before the model)."""
+        return Normalize(self.mean, self.std)
+
+    def train_transform(self, *, normalize: bool = True) -> Compose:
+        """Grayscale? -> resize -> random crop -> random flip? -> to tensor -> normalise?"""
+        ts = self._head() + [self._resize(), RandomCrop(self.input_size)]
+        if self.horizontal_flip > 0:
+            ts.append(RandomHorizontalFlip(self.horizontal_flip))
+        ts.append(ToTensor())
+        if normalize:
+            ts.append(self.normalize_module())
+        return Compose(ts)
+
+    def eval_transform(self, *, normalize: bool = True) -> Compose:
+        """Grayscale? -> resize -> centre crop -> to tensor -> normalise? (``normalize=False``
+        gives the [0, 1] input an exported model, which normalises itself, expects)."""
+        ts = self._head() + [self._resize(), CenterCrop(self.input_size), ToTensor()]
+        if normalize:
+            ts.append(self.normalize_module())
+        return Compose(ts)
+
+
+CORAL_PREPROCESS = PreprocessConfig(
+    input_size=120, resize=128, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), resize_mode="square"
+)
+SYNTHETIC_PREPROCESS = PreprocessConfig(
+    input_size=64, resize=64, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)
+)
