@@ -92,7 +92,8 @@ class DataConfig:
     ``name``: ``synthetic`` (generated on the fly, no files) or a reader:
     ``utkface | afad | morph2 | cacd`` (ages), ``celeba`` (attributes, gender),
     ``fairface`` (age groups, gender), ``folders`` (one folder per identity,
-    e.g. ORL). Readers need ``root``. ``num_samples`` / ``num_classes`` /
+    e.g. ORL). Readers need ``root``; ``morph2 | cacd`` also ``csv`` (the CORAL
+    code's CSV of file names and ages). ``num_samples`` / ``num_classes`` /
     ``num_identities`` describe the synthetic set; ``max_samples`` caps a real
     set (``null``: all). Splits are ``fractions`` = (train, val, test) drawn
     with ``seed``.
@@ -100,6 +101,7 @@ class DataConfig:
 
     name: str = "synthetic"
     root: str | None = None
+    csv: str | None = None
     num_samples: int = 2000
     image_size: int = 64
     num_classes: int = 8
@@ -212,7 +214,8 @@ class MetricOptions:
 
     ``loss``: ``triplet`` (with ``miner``), ``contrastive`` (``margin`` is the
     negative margin, positives pulled to 0), or a margin softmax head
-    ``arcface | cosface | sphereface`` (``scale``, ``margin``). ``center_loss``:
+    ``arcface | cosface | sphereface`` (``scale``, ``margin``; SphereFace's
+    margin is the integer multiplier ``m``). ``center_loss``:
     weight of the center loss (0: off). Batches are P identities x K images
     (``p``, ``k``).
     """
@@ -428,6 +431,11 @@ def validate(cfg: TrainConfig) -> None:
     if isinstance(cfg, EmbeddingConfig):
         positive("metric.p", cfg.metric.p, 2)
         positive("metric.k", cfg.metric.k, 2)
+        m = cfg.metric
+        if m.loss == "sphereface" and (m.margin < 1 or not float(m.margin).is_integer()):
+            raise ConfigError(
+                f"metric.margin must be an integer >= 1 for sphereface (m in cos(m theta)), got {m.margin}"
+            )
         if cfg.metric.center_loss < 0:
             raise ConfigError(f"metric.center_loss must be >= 0, got {cfg.metric.center_loss}")
     if isinstance(cfg, GenderConfig) and len(cfg.binary.class_names) != 2:

@@ -108,7 +108,14 @@ def _open(cfg: DataConfig, transform: Any, task: str) -> Dataset:
         return D.SyntheticFaces(cfg.num_samples, **kwargs)
     cls = getattr(D, _READERS[cfg.name])
     if cfg.name in ("morph2", "cacd"):
-        return cls(cfg.root, dataset=cfg.name, transform=transform)
+        if not cfg.csv:
+            raise ConfigError(
+                f"data.csv is required for data.name={cfg.name!r} (the CORAL-style CSV of "
+                "file names and ages; data.root is the image folder)"
+            )
+        return cls(cfg.csv, cfg.root, dataset=cfg.name, transform=transform)
+    if cfg.name == "celeba":
+        return cls(cfg.root, split=None, transform=transform)
     return cls(cfg.root, transform=transform)
 
 

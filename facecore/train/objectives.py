@@ -138,7 +138,10 @@ class EmbeddingObjective(nn.Module):
             from facecore import models as M
 
             cls = {"arcface": M.ArcFace, "cosface": M.CosFace, "sphereface": M.SphereFace}
-            self.head = cls[self.kind](dim, num_identities, scale=opts.scale, margin=opts.margin)
+            margin: float | int = opts.margin
+            if self.kind == "sphereface":  # multiplicative angular margin m (an integer)
+                margin = int(opts.margin)
+            self.head = cls[self.kind](dim, num_identities, scale=opts.scale, margin=margin)
         else:
             self.pair_loss = build_metric_loss(opts)
             if self.pair_loss is None and self.kind == "triplet" and opts.miner != "batch_hard":

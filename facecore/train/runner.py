@@ -161,6 +161,11 @@ def _progress_callback(q):
                 m = {k: v for k, v in metrics[0].items() if k != "history"}
                 self.q.put_nowait(m)
 
+        def after_exception(self, run_context, worker_exceptions):
+            rank, exc = next(iter(worker_exceptions.items()))
+            text = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+            self.q.put_nowait({"_failure": f"worker {rank}: {text[-1] if text else exc!r}"})
+
     return _Progress(q)
 
 
@@ -182,7 +187,11 @@ class _Printer:
                 continue
             except Exception:  # the queue actor went away: stop printing
                 return
-            print(format_progress(m, self.epochs), file=self.out, flush=True)
+            if "_failure" in m:
+                line = f"worker failure ({m['_failure']}); Ray Train restarts from the latest checkpoint if retries remain"
+            else:
+                line = format_progress(m, self.epochs)
+            print(line, file=self.out, flush=True)
 
     def __enter__(self):
         self.thread.start()
@@ -243,12 +252,13 @@ def fit(
     cfg: TrainConfig,
     *,
     finalize_run: bool = True,
-    out=sys.stdout,
+    out=None,
 ) -> TrainResult:
     """Train ``cfg`` with Ray Train; then (``finalize_run``) evaluate the best checkpoint on
     the test split, export it and plot. Raises :class:`~facecore.train.config.ConfigError`
     for a bad config / missing data root, :class:`TrainingError` when the run fails."""
     t0 = time.perf_counter()
+    out = sys.stdout if out is None else out
     validate(cfg)
     check_data_root(cfg)
     score, mode = _score(cfg)
@@ -478,7 +488,8 @@ def export_checkpoint_model(model, cfg: TrainConfig, splits, directory: Path) ->
 
     kwargs: dict[str, Any] = {"preprocess": splits.preprocess}
     if isinstance(cfg, AgeConfig):
-        names = getattr(splits.train.dataset, "class_names", None)
+        ds = splits.train.dataset
+        names = getattr(ds, "class_names", None) or getattr(ds, "age_groups", None)
         if names:
             kwargs["class_names"] = list(names)
         kwargs["age_offset"] = cfg.ordinal.age_offset
