@@ -114,12 +114,12 @@ def build_metric_loss(opts: MetricOptions) -> nn.Module | None:
     if opts.loss == "triplet" and hasattr(L, "TripletMarginLoss"):
         try:
             return L.TripletMarginLoss(margin=opts.margin, mining=opts.miner)
-        except TypeError:
+        except (TypeError, ValueError):
             return None
     if opts.loss == "contrastive" and hasattr(L, "ContrastiveLoss"):
         try:
             return L.ContrastiveLoss(pos_margin=0.0, neg_margin=opts.margin)
-        except TypeError:
+        except (TypeError, ValueError):
             return None
     return None
 

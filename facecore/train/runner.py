@@ -322,10 +322,16 @@ def _fit_local(cfg, loop_config, path, score, mode, out):
         scaling_config=ScalingConfig(num_workers=0),
         run_config=RayRunConfig(name=cfg.run.name, storage_path=str(Path(path).parent)),
     )
+    train_logger = logging.getLogger("ray.train")
+    level = train_logger.level
+    if cfg.run.verbose < 2:  # local mode logs every report at INFO
+        train_logger.setLevel(logging.WARNING)
     try:
         trainer.fit()
     except Exception as exc:  # noqa: BLE001 - reported as one clear error
         raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        train_logger.setLevel(level)
     dirs = sorted(Path(path).glob("checkpoint_epoch_*/metrics.json"))
     if not dirs:
         return None, (None, None), None
