@@ -105,22 +105,23 @@ def _contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: fl
 
 
 def build_metric_loss(opts: MetricOptions) -> nn.Module | None:
-    """The fused pair/triplet loss from :mod:`facecore.losses` when available, else
-    ``None`` (the objective then uses the pure-PyTorch forms in this module)."""
+    """The fused pair / triplet loss of :mod:`facecore.losses` (``TripletMarginLoss`` with a
+    :mod:`facecore.miners` miner, ``ContrastiveLoss``) when the installed facecore has the
+    matching ops; else ``None`` and the objective uses the pure-PyTorch forms above (same
+    values: pytorch-metric-learning semantics, tested)."""
     try:
-        from facecore import losses as L
-    except ImportError:  # pragma: no cover
+        from facecore import miners
+        from facecore.losses import ContrastiveLoss, TripletMarginLoss
+    except ImportError:
         return None
-    if opts.loss == "triplet" and hasattr(L, "TripletMarginLoss"):
-        try:
-            return L.TripletMarginLoss(margin=opts.margin, mining=opts.miner)
-        except (TypeError, ValueError):
-            return None
-    if opts.loss == "contrastive" and hasattr(L, "ContrastiveLoss"):
-        try:
-            return L.ContrastiveLoss(pos_margin=0.0, neg_margin=opts.margin)
-        except (TypeError, ValueError):
-            return None
+    if opts.loss == "triplet":
+        if opts.miner == "batch_hard":
+            miner = miners.BatchHardMiner()
+        else:
+            miner = miners.TripletMarginMiner(margin=opts.margin, type_of_triplets=opts.miner)
+        return TripletMarginLoss(margin=opts.margin, miner=miner)
+    if opts.loss == "contrastive":
+        return ContrastiveLoss(pos_margin=0.0, neg_margin=opts.margin)
     return None
 
 
