@@ -70,15 +70,19 @@ def detect_faces(
     *,
     scale_factor: float = 1.1,
     min_neighbors: int = 5,
-    min_size: int = 24,
+    min_size: int | None = None,
 ) -> list[tuple[int, int, int, int]]:
     """Frontal faces in ``image`` (PIL, or numpy RGB / gray, uint8 or float in [0, 1]).
 
     Returns ``(x, y, w, h)`` boxes, largest first. Parameters are those of
-    ``cv2.CascadeClassifier.detectMultiScale``.
+    ``cv2.CascadeClassifier.detectMultiScale``; ``min_size`` (pixels) defaults to
+    ``max(24, shorter side // 8)``: smaller faces are too small to classify, and
+    skipping them makes detection faster and avoids small false positives.
     """
     cascade = _get_cascade()
     gray = _gray_uint8(image)
+    if min_size is None:
+        min_size = max(24, min(gray.shape[:2]) // 8)
     cv2 = _cv2()
     gray = cv2.equalizeHist(gray)
     found = cascade.detectMultiScale(

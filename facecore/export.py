@@ -24,7 +24,7 @@ Output dicts by task: ``"age"``: ``label`` int64 ``[N]``, ``cum_probs`` ``[N, K-
 op-set and torch versions, the preprocessing, class names, age offset, output keys
 and shapes and the model's config. The same JSON is stored inside ``model.pt``
 (``_extra_files``) and ``model.pt2`` (``extra_files``), so either file alone is
-self-describing; the TorchScript module also carries ``task``, ``class_names``,
+self-describing; the TorchScript module also carries ``task``, ``resize``, ``class_names``,
 ``age_offset``, ``input_size``, ``op_version`` and ``metadata_json`` as attributes
 and a ``check_op_version()`` method (C++ services call it after
 ``torch::jit::load``). Load with :func:`facecore.load`.
@@ -82,11 +82,14 @@ class ServingModule(nn.Module):
 
     Scriptable and exportable (dynamic batch). Attributes readable from Python,
     TorchScript and C++ (``module.attr("age_offset")``): ``task``, ``input_size``,
-    ``class_names``, ``age_offset``, ``op_version``, ``metadata_json``.
+    ``resize`` and ``resize_mode`` (before the center crop), ``class_names``,
+    ``age_offset``, ``op_version``, ``metadata_json``.
     """
 
     task: str
     input_size: int
+    resize: int
+    resize_mode: str
     grayscale: bool
     class_names: list[str]
     age_offset: float
@@ -102,6 +105,8 @@ class ServingModule(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         grayscale: bool = False,
+        resize: int | None = None,
+        resize_mode: str = "shorter",
         class_names: Sequence[str] | None = None,
         age_offset: float = 0.0,
         metadata_json: str = "{}",
@@ -110,6 +115,8 @@ class ServingModule(nn.Module):
         self.model = model
         self.task = task
         self.input_size = int(input_size)
+        self.resize = int(resize or input_size)
+        self.resize_mode = str(resize_mode)
         self.grayscale = bool(grayscale)
         self.class_names = [str(c) for c in (class_names or [])]
         self.age_offset = float(age_offset)
@@ -162,9 +169,10 @@ def normalize_preprocess(preprocess: Any) -> dict[str, Any]:
     """The preprocessing dict recorded in metadata, validated.
 
     Accepts a ``facecore.data.transforms.PreprocessConfig`` (anything with
-    ``to_dict()``) or a mapping with ``input_size``, ``resize`` (shorter side
-    before the center crop; ``None`` means ``input_size``), ``mean``, ``std``
-    (1 or 3 values) and optional ``grayscale``. Extra keys are kept.
+    ``to_dict()``) or a mapping with ``input_size``, ``resize`` (size before the
+    center crop; ``None`` means ``input_size``), ``mean``, ``std`` (1 or 3 values)
+    and optional ``grayscale`` and ``resize_mode`` (``"shorter"``: shorter side to
+    ``resize``, the default; ``"square"``: ``resize x resize``). Extra keys are kept.
     """
     if hasattr(preprocess, "to_dict"):
         preprocess = preprocess.to_dict()
@@ -199,8 +207,16 @@ def normalize_preprocess(preprocess: Any) -> dict[str, Any]:
         )
     if any(s <= 0 for s in std):
         raise ValueError(f"preprocess['std'] must be positive, got {std}")
+    mode = out.get("resize_mode", "shorter")
+    if mode not in ("shorter", "square"):
+        raise ValueError(f"preprocess['resize_mode'] must be 'shorter' or 'square', got {mode!r}")
     out.update(
-        input_size=size, resize=resize, mean=mean, std=std, grayscale=bool(out.get("grayscale"))
+        input_size=size,
+        resize=resize,
+        mean=mean,
+        std=std,
+        grayscale=bool(out.get("grayscale")),
+        resize_mode=mode,
     )
     return out
 
@@ -308,6 +324,8 @@ def serving_module(
         mean=pre["mean"],
         std=pre["std"],
         grayscale=pre["grayscale"],
+        resize=pre["resize"],
+        resize_mode=pre["resize_mode"],
     ).eval()
     example = _example_input(pre["input_size"])
     try:

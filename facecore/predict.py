@@ -258,6 +258,8 @@ class Predictor:
         pre = metadata["preprocess"]
         self.input_size = int(pre["input_size"])
         self.resize = int(pre.get("resize") or self.input_size)
+        self.resize_mode = str(pre.get("resize_mode", "shorter"))
+        self.grayscale = bool(pre.get("grayscale", False))
         self.class_names: list[str] = list(metadata.get("class_names") or [])
         self.age_offset = float(metadata.get("age_offset") or 0.0)
         self.min_size = int(min_size)
@@ -311,7 +313,11 @@ class Predictor:
                     crop_box = face_crop_box(box, (w, h), self.face_margin)
                     img = inputs.crop(img, crop_box)
                     face = (True, crop_box)
-            tensors.append(inputs.resize_center_crop(img, self.resize, self.input_size))
+            tensors.append(
+                inputs.resize_center_crop(
+                    img, self.resize, self.input_size, self.resize_mode, self.grayscale
+                )
+            )
             faces.append(face)
         if not tensors:
             return torch.empty(0, 3, self.input_size, self.input_size), []

@@ -10,12 +10,14 @@ Accepted images (one, or a list / tuple of them):
 * ``torch`` tensors ``[C, H, W]`` (C = 1 or 3) or a batch ``[N, C, H, W]``, float in
   ``[0, 1]`` (or ``uint8``).
 
-Evaluation transform (as ``PreprocessConfig.eval_transform``): resize so the
-shorter side is ``resize`` pixels (bilinear, Pillow; the longer side is
-``int(resize * long / short)``), center-crop ``input_size`` (offsets
-``round((h - S) / 2)``, ``round((w - S) / 2)``), scale to ``[0, 1]`` float32.
-8-bit sources are resized as 8-bit RGB images; float sources channel by channel
-as 32-bit float images, so no precision is lost.
+Evaluation transform (``PreprocessConfig.eval_transform(normalize=False)`` of
+:mod:`facecore.data.transforms`, reimplemented here for decoded images): luma
+first for grayscale models; resize so the shorter side is ``resize`` pixels
+(the longer side ``int(resize * long / short)``; ``resize_mode="square"``:
+``resize x resize``); center-crop ``input_size`` (offsets ``round((h - S) / 2)``,
+``round((w - S) / 2)``); scale to ``[0, 1]`` float32. 8-bit sources are resized
+with Pillow's bilinear filter, float sources with torch's antialiased bilinear
+interpolation in float32, so no precision is lost.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
@@ -102,7 +105,7 @@ def _array_to_rgb(a: np.ndarray, index: int | None) -> Decoded:
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     if a.dtype == np.uint8:
-        return Image.fromarray(np.ascontiguousarray(a), "RGB")
+        return Image.fromarray(np.ascontiguousarray(a))
     if not np.issubdtype(a.dtype, np.floating):
         raise TypeError(
             f"{_where(index)}: numpy images must be uint8 (0..255) or float (0..1), got dtype "
@@ -111,7 +114,7 @@ def _array_to_rgb(a: np.ndarray, index: int | None) -> Decoded:
     a = a.astype(np.float32, copy=False)
     if not np.isfinite(a).all():
         raise ValueError(f"{_where(index)}: float image contains NaN or infinity")
-    lo, hi = float(a.min(initial=0.0)), float(a.max(initial=0.0))
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
     if lo < 0.0 or hi > 1.0:
         raise ValueError(
             f"{_where(index)}: float images must have values in [0, 1], got [{lo:g}, {hi:g}] "
@@ -163,16 +166,40 @@ def crop(image: Decoded, box: tuple[int, int, int, int]) -> Decoded:
     return image[top:bottom, left:right]
 
 
-def _resized_size(w: int, h: int, shorter: int) -> tuple[int, int]:
+def _resized_size(w: int, h: int, resize: int, mode: str) -> tuple[int, int]:
+    if mode == "square":
+        return resize, resize
     if w <= h:
-        return shorter, int(shorter * h / w)
-    return int(shorter * w / h), shorter
+        return resize, int(resize * h / w)
+    return int(resize * w / h), resize
 
 
-def resize_center_crop(image: Decoded, resize: int, size: int) -> torch.Tensor:
-    """Eval transform: shorter side to ``resize``, center crop ``size``: float32 [3, S, S]."""
+def grayscale(image: Decoded) -> Decoded:
+    """Luma ``0.299 R + 0.587 G + 0.114 B`` replicated to 3 channels (Pillow's ``"L"``
+    for 8-bit images)."""
+    if isinstance(image, Image.Image):
+        return image.convert("L").convert("RGB")
+    r, g, b = image[:, :, 0], image[:, :, 1], image[:, :, 2]
+    luma = 0.299 * r + 0.587 * g + 0.114 * b
+    return np.repeat(luma[:, :, None].astype(np.float32), 3, axis=2)
+
+
+def resize_center_crop(
+    image: Decoded, resize: int, size: int, mode: str = "shorter", gray: bool = False
+) -> torch.Tensor:
+    """Eval transform: (luma,) resize, center crop ``size``: float32 ``[3, S, S]`` in [0, 1].
+
+    ``mode="shorter"`` resizes the shorter side to ``resize`` (aspect kept),
+    ``"square"`` the whole image to ``resize x resize``. 8-bit images resize with
+    Pillow's bilinear filter; float images with ``torch.nn.functional.interpolate``
+    (bilinear, antialiased), as ``facecore.data.transforms.Resize`` does.
+    """
+    if mode not in ("shorter", "square"):
+        raise ValueError(f"resize_mode must be 'shorter' or 'square', got {mode!r}")
+    if gray:
+        image = grayscale(image)
     w, h = image_size(image)
-    nw, nh = _resized_size(w, h, resize)
+    nw, nh = _resized_size(w, h, resize, mode)
     top = int(round((nh - size) / 2.0))
     left = int(round((nw - size) / 2.0))
     if isinstance(image, Image.Image):
@@ -180,19 +207,12 @@ def resize_center_crop(image: Decoded, resize: int, size: int) -> torch.Tensor:
             image = image.resize((nw, nh), Image.BILINEAR)
         a = np.asarray(image, dtype=np.uint8)[top : top + size, left : left + size]
         return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div(255)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     if (nw, nh) != (w, h):
-        image = np.stack(
-            [
-                np.asarray(
-                    Image.fromarray(image[:, :, c], "F").resize((nw, nh), Image.BILINEAR),
-                    dtype=np.float32,
-                )
-                for c in range(3)
-            ],
-            axis=2,
-        ).clip(0.0, 1.0)
-    a = image[top : top + size, left : left + size]
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).contiguous()
+        x = F.interpolate(
+            x.unsqueeze(0), size=(nh, nw), mode="bilinear", align_corners=False, antialias=True
+        )[0]
+    return x[:, top : top + size, left : left + size].contiguous()
 
 
 def stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:

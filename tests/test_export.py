@@ -264,7 +264,14 @@ def test_preprocess_validation(pre, exc, match):
 
 def test_preprocess_defaults():
     pre = normalize_preprocess({"input_size": [64, 64], "resize": None, "mean": [0], "std": [1]})
-    assert pre == {"input_size": 64, "resize": 64, "mean": [0.0], "std": [1.0], "grayscale": False}
+    assert pre == {
+        "input_size": 64,
+        "resize": 64,
+        "mean": [0.0],
+        "std": [1.0],
+        "grayscale": False,
+        "resize_mode": "shorter",
+    }
 
 
 def test_serving_module_rejects_wrong_shapes():

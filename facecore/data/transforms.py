@@ -128,7 +128,7 @@ def to_tensor(img: Any) -> torch.Tensor:
         arr = arr[:, :, None]
     if arr.ndim != 3:
         raise ValueError(f"numpy images must be HxW or HxWxC, got shape {arr.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    t = torch.from_numpy(np.array(arr.transpose(2, 0, 1), copy=True))
     if t.dtype == torch.uint8:
         return t.float().div_(255.0)
     if not t.is_floating_point():
@@ -151,8 +151,8 @@ def _from_tensor_like(t: torch.Tensor, like: Any) -> Any:
         return arr.astype(like.dtype, copy=False)
     arr = np.clip(np.rint(t.numpy().transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
     if arr.shape[2] == 1:
-        return Image.fromarray(arr[:, :, 0], mode="L")
-    return Image.fromarray(arr, mode="RGB")
+        return Image.fromarray(arr[:, :, 0])
+    return Image.fromarray(arr)
 
 
 def _crop(img: Any, top: int, left: int, h: int, w: int) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from facecore.models.binary import BinaryAttributeClassifier
+from facecore.models.binary import BinaryAttributeClassifier, GenderClassifier
 from facecore.models.embedding import FaceEmbedder
 from facecore.models.ordinal import AgeEstimator
 
@@ -80,12 +80,12 @@ def build_model(config: dict[str, Any]) -> nn.Module:
         return FaceEmbedder(
             args.pop("backbone"), int(config.get("embedding_dim", 128)), dropout=dropout, **args
         )
+    attribute = config.get("attribute", "gender")
+    class_names = tuple(config.get("class_names", ("male", "female")))
+    if attribute == "gender" and class_names == ("male", "female"):
+        return GenderClassifier(args.pop("backbone"), dropout=dropout, **args)
     return BinaryAttributeClassifier(
-        args.pop("backbone"),
-        config.get("attribute", "gender"),
-        tuple(config.get("class_names", ("male", "female"))),
-        dropout=dropout,
-        **args,
+        args.pop("backbone"), attribute, class_names, dropout=dropout, **args
     )
 
 
