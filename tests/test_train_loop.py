@@ -221,3 +221,37 @@ def test_plots_written_and_missing_matplotlib_is_clear(tmp_path, monkeypatch):
     cfg = load_config("age_coral_synthetic")
     with pytest.warns(UserWarning, match="no plots written"):
         assert plots.plot_run(cfg, hist, {}, tmp_path) == {}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["metric.loss=arcface", "metric.margin=0.3", "metric.center_loss=0.01"],
+        ["metric.loss=cosface"],
+        ["metric.loss=sphereface", "metric.margin=4"],
+        ["metric.loss=contrastive", "metric.margin=0.5"],
+        ["metric.loss=triplet", "metric.miner=batch_hard"],
+    ],
+)
+def test_embedding_objectives_train_every_part(extra):
+    from facecore.train.loops import build_model
+    from facecore.train.objectives import EmbeddingObjective
+
+    cfg = load_config("embedding_triplet_synthetic", ["model.width=4", "model.embedding_dim=8", *extra])
+    model = build_model(cfg, 5)
+    obj = EmbeddingObjective(model, cfg.metric, num_identities=5)
+    x = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 0, 1])
+    loss, emb = obj(x, y)
+    loss.backward()
+    assert emb.shape == (12, 8) and torch.isfinite(loss) and loss > 0
+    for name, p in obj.named_parameters():
+        if name.startswith(("head.", "center.")):  # margin head / centres are trained too
+            assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
+
+
+def test_sphereface_margin_must_be_an_integer():
+    from facecore.train.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"metric.margin must be an integer >= 1 for sphereface"):
+        load_config("embedding_triplet_synthetic", ["metric.loss=sphereface", "metric.margin=0.5"])
