@@ -344,7 +344,6 @@ def _fit_local(cfg, loop_config, path, score, mode, out):
 
 
 def _fit_ray(cfg, loop_config, path, score, mode, out):
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, ScalingConfig
     from ray.train import RunConfig as RayRunConfig
     from ray.train.torch import TorchTrainer
@@ -399,7 +398,6 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     metrics = result.metrics
     if (not metrics or "history" not in metrics) and best_list:
         metrics = best_list[-1][1]
-    del ray
     return metrics, best, _checkpoint_path(result.checkpoint)
 
 
