@@ -1,0 +1,181 @@
+"""Plots of a training run (PNG, matplotlib's Agg backend; matplotlib is optional).
+
+* :func:`plot_learning_curves`: training loss and the validation metrics per epoch.
+* :func:`plot_age_scatter`: predicted (expected) vs true age on the test split,
+  with the identity line.
+* :func:`plot_cumulative_probs`: :math:`P(y > k)` against the rank threshold
+  :math:`k` for a few test images, with the true rank marked, as the CORAL
+  paper's Figure S2 (a rank-consistent model gives non-increasing curves).
+* :func:`plot_roc`: ROC curve (gender: P(class 1) vs label; embeddings:
+  cosine similarity of image pairs vs same identity), with the AUC.
+
+:func:`plot_run` writes the ones that fit the task. Without matplotlib every
+function raises :class:`MissingMatplotlib` (an ``ImportError``) naming the extra
+to install; :func:`plot_run` then warns once and returns ``{}``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "MissingMatplotlib",
+    "plot_age_scatter",
+    "plot_cumulative_probs",
+    "plot_learning_curves",
+    "plot_roc",
+    "plot_run",
+]
+
+
+class MissingMatplotlib(ImportError):
+    pass
+
+
+def _plt():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingMatplotlib(
+            "plots need matplotlib: pip install 'facecore[plot]' (or pip install matplotlib)"
+        ) from None
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(history: list[dict[str, Any]], path: str | Path) -> Path:
+    """Loss (left) and every ``val_*`` metric except baselines (right) per epoch."""
+    plt = _plt()
+    if not history:
+        raise ValueError("history is empty: nothing to plot")
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(epochs, [h.get("train_loss") for h in history], "o-", label="train loss")
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend()
+    keys = [
+        k
+        for k in history[-1]
+        if k.startswith("val_") and k not in ("val_eer_threshold", "val_rank_inconsistent_fraction")
+    ]
+    for k in keys:
+        b.plot(epochs, [h.get(k) for h in history], "o-", label=k[4:])
+    b.set_xlabel("epoch")
+    b.set_title("validation")
+    b.legend(fontsize=8)
+    return _save(fig, Path(path))
+
+
+def plot_age_scatter(
+    true: torch.Tensor, predicted: torch.Tensor, path: str | Path, *, offset: float = 0.0,
+    scale: float = 1.0,
+) -> Path:
+    """Predicted vs true age (``offset + scale * rank``); true ages jittered slightly."""
+    plt = _plt()
+    t = offset + scale * torch.as_tensor(true, dtype=torch.float64)
+    p = offset + scale * torch.as_tensor(predicted, dtype=torch.float64)
+    jitter = (torch.rand(len(t), generator=torch.Generator().manual_seed(0)) - 0.5) * 0.3 * scale
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    ax.scatter(t + jitter, p, s=6, alpha=0.4)
+    lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    mae = float((t - p).abs().mean())
+    ax.set_xlabel("true age")
+    ax.set_ylabel("predicted age (expected)")
+    ax.set_title(f"test: MAE {mae:.2f}")
+    return _save(fig, Path(path))
+
+
+def plot_cumulative_probs(
+    cum_probs: torch.Tensor, labels: torch.Tensor, path: str | Path, *, num_images: int = 4
+) -> Path:
+    """:math:`P(y > k)` vs ``k`` for the first image of ``num_images`` distinct true ranks."""
+    plt = _plt()
+    c = torch.as_tensor(cum_probs, dtype=torch.float64)
+    y = torch.as_tensor(labels)
+    picks: list[int] = []
+    for r in torch.linspace(0, int(y.max()), num_images).round().long().tolist():
+        idx = (y == r).nonzero().flatten()
+        if len(idx) == 0:
+            idx = (y - r).abs().argsort()[:1]
+        if int(idx[0]) not in picks:
+            picks.append(int(idx[0]))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    k = torch.arange(c.shape[1])
+    for i in picks:
+        line = ax.plot(k, c[i], "o-", ms=3, label=f"image {i} (true rank {int(y[i])})")[0]
+        ax.axvline(int(y[i]) - 0.5, color=line.get_color(), ls=":", lw=1)
+    ax.axhline(0.5, color="grey", lw=0.8)
+    ax.set_xlabel("rank threshold k")
+    ax.set_ylabel("P(y > k)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    return _save(fig, Path(path))
+
+
+def plot_roc(scores: torch.Tensor, same: torch.Tensor, path: str | Path, *, title: str = "") -> Path:
+    """ROC curve of ``scores`` (higher = positive / same identity) against 0/1 ``same``."""
+    from facecore.metrics import roc_curve, verification_auc
+
+    plt = _plt()
+    roc = roc_curve(scores, same)
+    auc = verification_auc(scores, same)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(roc.fpr, roc.tpr, lw=1.5)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"{title} ROC (AUC {auc:.3f})".strip())
+    return _save(fig, Path(path))
+
+
+def plot_run(cfg, history: list[dict[str, Any]], test: dict[str, torch.Tensor], outdir) -> dict:
+    """The task's plots into ``outdir``; ``{}`` (with a warning) without matplotlib."""
+    outdir = Path(outdir)
+    out: dict[str, Path] = {}
+    try:
+        if history:
+            out["learning_curves"] = plot_learning_curves(history, outdir / "learning_curves.png")
+        if cfg.task == "age":
+            o = cfg.ordinal
+            out["age_scatter"] = plot_age_scatter(
+                test["target"], test["expected"], outdir / "age_scatter.png",
+                offset=o.age_offset, scale=o.age_scale,
+            )
+            out["cumulative_probs"] = plot_cumulative_probs(
+                test["cum_probs"], test["target"], outdir / "cumulative_probs.png"
+            )
+        elif cfg.task == "gender":
+            y = test["target"].long()
+            if 0 < int(y.sum()) < len(y):
+                out["roc"] = plot_roc(test["prob"], y, outdir / "roc.png", title="gender")
+        else:
+            from facecore.train.loops import _pairs
+
+            e = torch.nn.functional.normalize(test["embedding"].double(), dim=1)
+            t = test["target"]
+            i, j = _pairs(len(t), cfg.metric.max_val_pairs, cfg.data.seed)
+            same = (t[i] == t[j]).long()
+            if 0 < int(same.sum()) < len(same):
+                out["roc"] = plot_roc((e[i] * e[j]).sum(1), same, outdir / "roc.png",
+                                      title="verification")
+    except MissingMatplotlib as exc:
+        warnings.warn(f"{exc}; no plots written", stacklevel=2)
+    return out

@@ -1,0 +1,503 @@
+"""``fit(config)``: run a training config on Ray Train, then evaluate, export and plot.
+
+::
+
+    from facecore.train import fit, load_config
+    result = fit(load_config("age_coral_synthetic", ["optim.epochs=3"]))
+    print(result.test_metrics["test_mae"], result.export_dir)
+
+What ``fit`` builds: ``TorchTrainer(train_loop_per_worker)`` with
+``ScalingConfig(num_workers=run.workers, use_gpu=run.use_gpu)`` and
+``RunConfig(name=run.name, storage_path=run.storage,
+CheckpointConfig(num_to_keep, checkpoint_score_attribute=<score>),
+FailureConfig(max_failures))``. Ray Train V2 keeps a snapshot of the reported
+checkpoints in ``<storage>/<name>``: starting ``fit`` again with the same storage
+and name restores it and the workers continue from the latest checkpoint (raise
+``optim.epochs`` to train further; a finished run is not retrained). A crashed
+worker group is restarted up to ``max_failures`` times, also from the latest
+checkpoint.
+
+Cluster: ``run.address`` (or ``RAY_ADDRESS``) connects to an existing cluster
+(``ray start --head`` / ``ray job submit``); otherwise a local Ray instance is
+started (or the one already initialised is used). ``run.workers = 0`` uses Ray
+Train's in-process local mode (no cluster; checkpoints written by the loop to
+``<storage>/<name>``).
+
+Progress: Ray's own logging is lowered to warnings (``run.verbose < 2``) and the
+driver prints one line per epoch, fed by a :class:`ray.train.UserCallback` on the
+Train controller through a small queue actor.
+
+At the end, on the driver: the best checkpoint (by the score attribute) is
+evaluated on the test split (:func:`finalize`), exported with
+:func:`facecore.export.export_model` (TorchScript + torch.export) and plotted
+(:mod:`facecore.train.plots`); everything lands in ``run.output``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from facecore.train.config import (
+    AgeConfig,
+    ConfigError,
+    GenderConfig,
+    TrainConfig,
+    check_data_root,
+    config_from_dict,
+    config_to_dict,
+    save_config,
+    validate,
+)
+from facecore.train.loops import (
+    CHECKPOINT_FILE,
+    evaluate,
+    load_checkpoint,
+    predict_dataset,
+    train_loop_per_worker,
+)
+from facecore.train.progress import format_progress
+
+__all__ = [
+    "TrainResult",
+    "TrainingError",
+    "fit",
+    "finalize",
+    "format_progress",
+    "latest_checkpoint",
+    "model_from_training_checkpoint",
+    "output_dir",
+    "run_path",
+]
+
+
+class TrainingError(RuntimeError):
+    """The Ray Train run failed (after its retries); the message names the cause."""
+
+
+@dataclass
+class TrainResult:
+    """Everything a finished :func:`fit` produced.
+
+    ``metrics``: the last epoch's validation metrics; ``history``: one dict per
+    epoch (also those before a resume); ``best_checkpoint`` / ``latest_checkpoint``:
+    checkpoint directories (paths or URIs); ``test_metrics``: the best checkpoint
+    on the test split (``test_`` keys); ``export_dir``: ``model.pt``,
+    ``model.pt2``, ``metadata.json``; ``plots``: name -> PNG path.
+    """
+
+    config: TrainConfig
+    run_path: str
+    output_dir: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    best_checkpoint: str | None
+    best_metrics: dict[str, Any]
+    latest_checkpoint: str | None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    export_dir: Path | None = None
+    plots: dict[str, Path] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+    @property
+    def epochs_completed(self) -> int:
+        return int(self.history[-1]["epoch"]) if self.history else 0
+
+
+# -------------------------------------------------------------------- paths
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def run_path(cfg: TrainConfig) -> str:
+    """``<storage>/<name>``: where Ray Train keeps the run's checkpoints."""
+    storage = cfg.run.storage
+    if not _is_uri(storage):
+        storage = os.path.abspath(os.path.expanduser(storage))
+    return storage.rstrip("/") + "/" + cfg.run.name
+
+
+def output_dir(cfg: TrainConfig) -> Path:
+    """Local folder for the export, plots and evaluation (``run.output`` or default)."""
+    if cfg.run.output:
+        return Path(cfg.run.output).expanduser().resolve()
+    if _is_uri(cfg.run.storage):
+        return Path("runs").resolve() / cfg.run.name
+    return Path(run_path(cfg))
+
+
+def latest_checkpoint(path: str | Path) -> Path | None:
+    """The highest-epoch ``checkpoint_epoch_*`` directory under a local run folder."""
+    p = Path(path)
+    found = sorted(p.glob("checkpoint_epoch_*/" + CHECKPOINT_FILE)) if p.is_dir() else []
+    return found[-1].parent if found else None
+
+
+# ----------------------------------------------------------------- progress
+
+
+def _progress_callback(q):
+    from ray.train import UserCallback
+
+    class _Progress(UserCallback):
+        """Runs on the Train controller: forwards rank 0's metrics to the driver."""
+
+        def __init__(self, q):
+            self.q = q
+
+        def after_report(self, run_context, metrics, checkpoint):
+            if metrics:
+                m = {k: v for k, v in metrics[0].items() if k != "history"}
+                self.q.put_nowait(m)
+
+        def after_exception(self, run_context, worker_exceptions):
+            rank, exc = next(iter(worker_exceptions.items()))
+            text = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+            self.q.put_nowait({"_failure": f"worker {rank}: {text[-1] if text else exc!r}"})
+
+    return _Progress(q)
+
+
+class _Printer:
+    def __init__(self, q, epochs: int, out=sys.stdout):
+        self.q, self.epochs, self.out = q, epochs, out
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        from ray.util.queue import Empty
+
+        while True:
+            try:
+                m = self.q.get(block=True, timeout=0.5)
+            except Empty:
+                if self.stop.is_set():
+                    return
+                continue
+            except Exception:  # the queue actor went away: stop printing
+                return
+            if "_failure" in m:
+                line = f"worker failure ({m['_failure']}); Ray Train restarts from the latest checkpoint if retries remain"
+            else:
+                line = format_progress(m, self.epochs)
+            print(line, file=self.out, flush=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+# ---------------------------------------------------------------------- ray
+
+
+def _ensure_ray(cfg: TrainConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet = cfg.run.verbose < 2
+    kwargs: dict[str, Any] = dict(
+        include_dashboard=False,
+        logging_level=logging.WARNING if quiet else logging.INFO,
+        log_to_driver=not quiet,
+    )
+    # Workers import facecore from where this process found it (a checkout on PYTHONPATH
+    # or site-packages).
+    import facecore
+
+    root = str(Path(facecore.__file__).resolve().parents[1])
+    pp = os.pathsep.join([root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": pp}}
+    address = cfg.run.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(**kwargs)
+
+
+def _score(cfg: TrainConfig) -> tuple[str, str]:
+    return cfg.score()
+
+
+def _history(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not metrics or "history" not in metrics:
+        return []
+    h = metrics["history"]
+    return json.loads(h) if isinstance(h, str) else list(h)
+
+
+def _checkpoint_path(ckpt) -> str | None:
+    return None if ckpt is None else str(ckpt.path)
+
+
+def fit(
+    cfg: TrainConfig,
+    *,
+    finalize_run: bool = True,
+    out=None,
+) -> TrainResult:
+    """Train ``cfg`` with Ray Train; then (``finalize_run``) evaluate the best checkpoint on
+    the test split, export it and plot. Raises :class:`~facecore.train.config.ConfigError`
+    for a bad config / missing data root, :class:`TrainingError` when the run fails."""
+    t0 = time.perf_counter()
+    out = sys.stdout if out is None else out
+    validate(cfg)
+    check_data_root(cfg)
+    score, mode = _score(cfg)
+    path = run_path(cfg)
+    outdir = output_dir(cfg)
+    outdir.mkdir(parents=True, exist_ok=True)
+    verbose = cfg.run.verbose
+    loop_config: dict[str, Any] = {"train_config": config_to_dict(cfg)}
+    if verbose:
+        print(
+            f"facecore: training {cfg.task} ({getattr(getattr(cfg, 'ordinal', None), 'head', '') or cfg.model.backbone})"
+            f" on {cfg.data.name}, {cfg.run.workers} Ray Train worker(s), run {path}",
+            file=out,
+            flush=True,
+        )
+
+    if cfg.run.workers == 0:
+        result_metrics, best, latest = _fit_local(cfg, loop_config, path, score, mode, out)
+    else:
+        result_metrics, best, latest = _fit_ray(cfg, loop_config, path, score, mode, out)
+
+    history = _history(result_metrics)
+    metrics = {k: v for k, v in (result_metrics or {}).items() if k != "history"}
+    best_path, best_metrics = best
+    res = TrainResult(
+        config=cfg,
+        run_path=path,
+        output_dir=outdir,
+        metrics=metrics,
+        history=history,
+        best_checkpoint=best_path,
+        best_metrics={k: v for k, v in (best_metrics or {}).items() if k != "history"},
+        latest_checkpoint=latest,
+    )
+    save_config(cfg, outdir / "config.yaml")
+    (outdir / "history.json").write_text(json.dumps(history, indent=1))
+    if finalize_run and best_path is not None:
+        fin = finalize(best_path, outdir, export=cfg.run.export, plot=cfg.run.plot, history=history)
+        res.test_metrics, res.export_dir, res.plots = fin["test_metrics"], fin["export_dir"], fin["plots"]
+    res.wall_time_s = time.perf_counter() - t0
+    return res
+
+
+def _fit_local(cfg, loop_config, path, score, mode, out):
+    """``workers = 0``: Ray Train local mode in this process; the loop persists checkpoints."""
+    from ray.train import RunConfig as RayRunConfig
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if _is_uri(path):
+        raise ConfigError("run.workers=0 (local mode) needs a local run.storage, not a URI")
+    Path(path).mkdir(parents=True, exist_ok=True)
+    latest = latest_checkpoint(path)
+    loop_config = dict(loop_config, persist_dir=path, print_progress=bool(cfg.run.verbose))
+    if latest is not None:
+        loop_config["resume_from"] = str(latest)
+    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=0),
+        run_config=RayRunConfig(name=cfg.run.name, storage_path=str(Path(path).parent)),
+    )
+    train_logger = logging.getLogger("ray.train")
+    level = train_logger.level
+    if cfg.run.verbose < 2:  # local mode logs every report at INFO
+        train_logger.setLevel(logging.WARNING)
+    try:
+        trainer.fit()
+    except Exception as exc:  # noqa: BLE001 - reported as one clear error
+        raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        train_logger.setLevel(level)
+    dirs = sorted(Path(path).glob("checkpoint_epoch_*/metrics.json"))
+    if not dirs:
+        return None, (None, None), None
+    all_metrics = [(str(d.parent), json.loads(d.read_text())) for d in dirs]
+    sign = 1 if mode == "min" else -1
+    best = min(all_metrics, key=lambda pm: sign * float(pm[1].get(score, float("inf") * sign)))
+    last_metrics = load_checkpoint(all_metrics[-1][0])["metrics"]
+    last_metrics = dict(last_metrics, history=load_checkpoint(all_metrics[-1][0])["history"])
+    return last_metrics, best, all_metrics[-1][0]
+
+
+def _fit_ray(cfg, loop_config, path, score, mode, out):
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, ScalingConfig
+    from ray.train import RunConfig as RayRunConfig
+    from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
+
+    _ensure_ray(cfg)
+    q = Queue(actor_options={"num_cpus": 0}) if cfg.run.verbose else None
+    run_config = RayRunConfig(
+        name=cfg.run.name,
+        storage_path=path.rsplit("/", 1)[0],
+        checkpoint_config=CheckpointConfig(
+            num_to_keep=cfg.run.num_to_keep,
+            checkpoint_score_attribute=score,
+            checkpoint_score_order=mode,
+        ),
+        failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+        callbacks=[_progress_callback(q)] if q is not None else None,
+        logging_config=LoggingConfig(log_level="WARNING" if cfg.run.verbose < 2 else "INFO"),
+    )
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=cfg.run.workers,
+            use_gpu=cfg.run.use_gpu,
+            resources_per_worker={"CPU": cfg.run.cpus_per_worker}
+            | ({"GPU": 1} if cfg.run.use_gpu else {}),
+        ),
+        run_config=run_config,
+    )
+    try:
+        if q is not None:
+            with _Printer(q, cfg.optim.epochs, out):
+                result = trainer.fit()
+        else:
+            result = trainer.fit()
+    except Exception as exc:  # noqa: BLE001 - Ray wraps the worker's error
+        raise TrainingError(f"training failed: {_root_cause(exc)}") from exc
+    finally:
+        if q is not None:
+            try:
+                q.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+    sign = 1 if mode == "min" else -1
+    best_list = list(result.best_checkpoints or [])
+    if best_list:
+        ck, m = min(best_list, key=lambda cm: sign * float(cm[1].get(score, sign * float("inf"))))
+        best = (_checkpoint_path(ck), m)
+    else:
+        best = (None, None)
+    metrics = result.metrics
+    if (not metrics or "history" not in metrics) and best_list:
+        metrics = best_list[-1][1]
+    return metrics, best, _checkpoint_path(result.checkpoint)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost worker error of a Ray Train failure, in one line."""
+    seen = exc
+    for attr in ("worker_failures", "_worker_failures"):
+        failures = getattr(exc, attr, None)
+        if isinstance(failures, dict) and failures:
+            seen = next(iter(failures.values()))
+            break
+    while getattr(seen, "__cause__", None) is not None:
+        seen = seen.__cause__
+    text = str(seen).strip().splitlines()
+    last = [line for line in text if line.strip()][-1:] or [type(seen).__name__]
+    return f"{type(seen).__name__}: {last[0].strip()}"
+
+
+# ------------------------------------------------------------------ finalize
+
+
+def _local_dir(path: str):
+    """Context manager giving a local directory for a checkpoint path or URI."""
+    from contextlib import nullcontext
+
+    if not _is_uri(path):
+        return nullcontext(path)
+    from ray.train import Checkpoint
+
+    return Checkpoint(path).as_directory()
+
+
+def model_from_training_checkpoint(path: str | Path) -> tuple[torch.nn.Module, TrainConfig, dict]:
+    """``(model in eval mode, its TrainConfig, the raw checkpoint dict)`` from a checkpoint
+    directory written by the training loop (path or URI)."""
+    from facecore.models import model_from_checkpoint
+
+    with _local_dir(str(path)) as d:
+        state = load_checkpoint(d)
+    model = model_from_checkpoint(state["model"])
+    model.eval()
+    return model, config_from_dict(state["train_config"]), state
+
+
+def finalize(
+    checkpoint: str | Path,
+    outdir: str | Path,
+    *,
+    export: bool = True,
+    plot: bool = True,
+    history: list[dict[str, Any]] | None = None,
+    data_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a training checkpoint on its test split; export and plot it.
+
+    Writes ``evaluation.json`` (test metrics, checkpoint, epoch), ``export/`` and
+    the PNG plots into ``outdir``; returns ``{"test_metrics", "export_dir",
+    "plots"}``. ``data_overrides`` changes the data section (e.g. another root).
+    """
+    from facecore.train.datasets import build_splits
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    model, cfg, state = model_from_training_checkpoint(checkpoint)
+    if data_overrides:
+        d = config_to_dict(cfg)
+        d["data"].update(data_overrides)
+        cfg = config_from_dict(d)
+    splits = build_splits(cfg.data, cfg.task)
+    test = predict_dataset(cfg, model, splits.test, batch_size=cfg.data.eval_batch_size)
+    test_metrics = evaluate(cfg, test, splits.labels("train"), prefix="test_")
+    (outdir / "evaluation.json").write_text(
+        json.dumps(
+            {"checkpoint": str(checkpoint), "epoch": state["epoch"], **test_metrics},
+            indent=1,
+        )
+    )
+    export_dir = None
+    if export:
+        export_dir = export_checkpoint_model(model, cfg, splits, outdir / "export")
+    plots: dict[str, Path] = {}
+    if plot:
+        from facecore.train import plots as P
+
+        plots = P.plot_run(cfg, history or state.get("history", []), test, outdir)
+    return {"test_metrics": test_metrics, "export_dir": export_dir, "plots": plots}
+
+
+def export_checkpoint_model(model, cfg: TrainConfig, splits, directory: Path) -> Path:
+    """Export with :func:`facecore.export.export_model` (preprocess, class names, age offset)."""
+    from facecore.export import export_model
+
+    kwargs: dict[str, Any] = {"preprocess": splits.preprocess}
+    if isinstance(cfg, AgeConfig):
+        ds = splits.train.dataset
+        names = getattr(ds, "class_names", None) or getattr(ds, "age_groups", None)
+        if names:
+            kwargs["class_names"] = list(names)
+        kwargs["age_offset"] = cfg.ordinal.age_offset
+    elif isinstance(cfg, GenderConfig):
+        kwargs["class_names"] = list(cfg.binary.class_names)
+    export_model(model, directory, **kwargs)
+    return Path(directory)

@@ -1,0 +1,112 @@
+"""Training configs: YAML round trip, dotted overrides, errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from facecore.train.config import (
+    AgeConfig,
+    ConfigError,
+    EmbeddingConfig,
+    GenderConfig,
+    apply_overrides,
+    check_data_root,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    packaged_configs,
+    save_config,
+)
+
+
+def test_packaged_configs_load_and_have_the_task_class():
+    names = packaged_configs()
+    assert "age_coral_synthetic.yaml" in names
+    kinds = {type(load_config(n)) for n in names}
+    assert kinds == {AgeConfig, GenderConfig, EmbeddingConfig}
+    demo = load_config("age_coral_synthetic")
+    assert (demo.task, demo.ordinal.head, demo.run.workers, demo.data.name) == (
+        "age", "coral", 2, "synthetic",
+    )
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = load_config("embedding_triplet_synthetic", ["optim.lr=0.05", "data.fractions=[0.6, 0.2, 0.2]"])
+    path = save_config(cfg, tmp_path / "c.yaml")
+    again = load_config(path)
+    assert again == cfg
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    assert again.data.fractions == [0.6, 0.2, 0.2]
+
+
+def test_overrides_parse_yaml_values_and_coerce():
+    cfg = load_config(
+        "age_coral_synthetic",
+        ["optim.lr=1e-2", "optim.epochs=3", "ordinal.importance_weights=true",
+         "run.score=null", "optim.grad_clip=2", "run.name=abc"],
+    )
+    assert cfg.optim.lr == 0.01 and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.epochs == 3
+    assert cfg.ordinal.importance_weights is True
+    assert cfg.run.score is None and cfg.score() == ("val_mae", "min")
+    assert cfg.optim.grad_clip == 2.0 and isinstance(cfg.optim.grad_clip, float)
+    # dict overrides are taken as values, not parsed
+    d = apply_overrides({"run": {"name": "x"}}, {"run.name": "1e3"})
+    assert d == {"run": {"name": "1e3"}}
+
+
+def test_defaults_without_file_follow_the_task():
+    assert load_config(task="gender").score() == ("val_auc", "max")
+    assert load_config(task="embedding").metric.loss == "triplet"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["optim.lrr=1"], r"unknown config key 'optim.lrr'; valid keys in optim: name, lr"),
+        (["bogus=1"], r"unknown config key 'bogus'"),
+        (["metric.p=4"], r"unknown config key 'metric'"),  # an age config has no metric
+        (["ordinal.head=foo"], r"ordinal.head must be one of ce \| niu \| coral \| corn, got 'foo'"),
+        (["optim.epochs=1.5"], r"optim.epochs must be int, got 1.5"),
+        (["run.workers=two"], r"run.workers must be int, got 'two'"),
+        (["ordinal.monotone_biases=3"], r"ordinal.monotone_biases must be bool, got 3"),
+        (["optim.lr=0"], r"optim.lr must be > 0, got 0.0"),
+        (["optim.epochs=0"], r"optim.epochs must be >= 1, got 0"),
+        (["data.fractions=[1, 0]"], r"data.fractions must be three non-negative numbers"),
+        (["data.name=imagenet"], r"data.name must be one of synthetic \| utkface"),
+        (["run.name=a/b"], r"run.name must be a non-empty name without '/'"),
+        (["noequals"], r"override must look like section.key=value, got 'noequals'"),
+        (["optim.lr.x=1"], r"override 'optim.lr.x': optim.lr is not a section"),
+    ],
+)
+def test_bad_values_raise_one_line_naming_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config("age_coral_synthetic", overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_task_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"task must be one of age \| gender \| embedding, got 'x'"):
+        config_from_dict({"task": "x"})
+    with pytest.raises(ConfigError, match=r"task 'gender' does not match the config file's task 'age'"):
+        load_config("age_coral_synthetic", task="gender")
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: age\ndata: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML"):
+        load_config(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=r"must hold a mapping, got list"):
+        load_config(bad)
+
+
+def test_data_root_checked_before_training(tmp_path):
+    cfg = load_config("age_corn_utkface")  # loads without a root ...
+    with pytest.raises(ConfigError, match=r"data.root is required for data.name='utkface'"):
+        check_data_root(cfg)  # ... but cannot train without one
+    cfg = load_config("age_corn_utkface", [f"data.root={tmp_path / 'missing'}"])
+    with pytest.raises(ConfigError, match=r"data root not found: .*missing"):
+        check_data_root(cfg)
+    check_data_root(load_config("age_corn_utkface", [f"data.root={tmp_path}"]))
+    check_data_root(load_config("age_coral_synthetic"))
