@@ -76,10 +76,11 @@ lint: deps
 
 # The CUDA kernels are compiled in a copy of the sources so that the CPU build
 # in facecore/ (and its recorded torch version) is left alone.
-$(CUDA_VENV)/.stamp-deps:
+# (importing facecore needs numpy and pillow besides torch)
+$(CUDA_VENV)/.stamp-deps: Makefile
 	$(PYTHON) -m venv $(CUDA_VENV)
 	$(CUDA_VENV)/bin/python -m pip install -q --upgrade pip
-	$(CUDA_VENV)/bin/python -m pip install -q torch==$(CUDA_TORCH_VERSION) numpy ninja setuptools wheel pybind11
+	$(CUDA_VENV)/bin/python -m pip install -q torch==$(CUDA_TORCH_VERSION) numpy pillow ninja setuptools wheel pybind11
 	@touch $@
 
 cuda-check: $(CUDA_VENV)/.stamp-deps
