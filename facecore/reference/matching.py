@@ -79,6 +79,8 @@ def triplet_mask(
     pos, neg = _pairs(labels)
     b = d.shape[0]
     if mining == "batch_hard":
+        if b == 0:
+            return torch.zeros(0, 0, 0, dtype=torch.bool, device=d.device)
         hp, ip = d.masked_fill(~pos, float("-inf")).max(1)
         hn, in_ = d.masked_fill(~neg, float("inf")).min(1)
         keep = pos.any(1) & neg.any(1)
