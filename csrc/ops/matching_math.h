@@ -59,6 +59,21 @@ C10_HOST_DEVICE inline acc_t relu_nan(acc_t v) {
   return (v > acc_t(0) || v != v) ? v : acc_t(0);
 }
 
+// min(d_an, d_pn) with NaN propagation (torch.minimum), and the weights of
+// d_an and d_pn in its gradient (torch.minimum's backward: a tie splits the
+// gradient in half; with a NaN both get it).
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t min_nan(acc_t a, acc_t b) {
+  return (b < a || b != b) ? b : a;
+}
+
+template <typename acc_t>
+C10_HOST_DEVICE inline void min_weights(acc_t dan, acc_t dpn, acc_t* w_an, acc_t* w_pn) {
+  const bool eq = dan == dpn;
+  *w_an = dan > dpn ? acc_t(0) : (eq ? acc_t(0.5) : acc_t(1));
+  *w_pn = dan < dpn ? acc_t(0) : (eq ? acc_t(0.5) : acc_t(1));
+}
+
 // One term h(v) and dh/dv of the triplet loss.
 template <typename acc_t>
 C10_HOST_DEVICE inline void triplet_term(bool soft, acc_t v, acc_t* l, acc_t* g) {

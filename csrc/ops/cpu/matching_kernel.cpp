@@ -135,20 +135,6 @@ struct AnchorSums {
   int64_t mined = 0;
 };
 
-// Weights of d_an and d_pn in min(d_an, d_pn): torch.minimum's backward
-// (a tie splits the gradient in half; with a NaN both get it).
-template <typename acc_t>
-inline void min_weights(acc_t dan, acc_t dpn, acc_t* w_an, acc_t* w_pn) {
-  const bool eq = dan == dpn;
-  *w_an = dan > dpn ? acc_t(0) : (eq ? acc_t(0.5) : acc_t(1));
-  *w_pn = dan < dpn ? acc_t(0) : (eq ? acc_t(0.5) : acc_t(1));
-}
-
-template <typename acc_t>
-inline acc_t min_nan(acc_t a, acc_t b) {
-  return (b < a || b != b) ? b : a;
-}
-
 // All (p, n) triplets of anchor a under a TripletMarginMiner-style condition.
 // neg[n] = 1 for the anchor's negatives. G (nullable) gets dL/d(dist),
 // unscaled by the reduction.
