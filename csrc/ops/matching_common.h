@@ -252,8 +252,12 @@ inline std::tuple<at::Tensor, at::Tensor> distance_backward(
   at::Tensor gX;
   at::Tensor gY;
   if (metric == Metric::Cosine) {
-    gX = -at::mm(G, Y);
-    gY = -at::mm(G.t(), X);
+    if (self) {
+      gX = -at::mm(G + G.t(), X);
+    } else {
+      gX = -at::mm(G, Y);
+      gY = -at::mm(G.t(), X);
+    }
   } else {
     at::Tensor W;
     if (metric == Metric::SqEuclidean) {
@@ -263,11 +267,16 @@ inline std::tuple<at::Tensor, at::Tensor> distance_backward(
       // 0 where the distance is exactly 0 (subgradient); NaN flows through.
       W = at::where(d == 0, at::zeros({}, G.options()), G / d);
     }
-    gX = X * W.sum(1, true) - at::mm(W, Y);
-    gY = Y * W.sum(0).unsqueeze(1) - at::mm(W.t(), X);
+    if (self) {
+      // both sides at once: S = W + W^T, one matrix product
+      const at::Tensor S = W + W.t();
+      gX = X * S.sum(1, true) - at::mm(S, X);
+    } else {
+      gX = X * W.sum(1, true) - at::mm(W, Y);
+      gY = Y * W.sum(0).unsqueeze(1) - at::mm(W.t(), X);
+    }
   }
   if (self) {
-    gX = gX + gY;
     if (norm) {
       gX = normalize_rows_backward(gX, xr);
     }

@@ -27,9 +27,9 @@ C10_HOST_DEVICE inline bool is_mined(Mining mining, acc_t t, acc_t mm) {
     case Mining::All:
       return t <= mm;
     case Mining::Hard:
-      return t <= mm && t <= acc_t(0);
+      return (t <= mm) & (t <= acc_t(0));
     case Mining::SemiHard:
-      return t <= mm && t > acc_t(0);
+      return (t <= mm) & (t > acc_t(0));
     case Mining::Easy:
       return t > mm;
     default:
@@ -56,7 +56,7 @@ C10_HOST_DEVICE inline acc_t softplus_grad(acc_t v) {
 // torch's threshold_backward: 1 where v > 0, else 0 (NaN -> 0).
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t relu_nan(acc_t v) {
-  return (v > acc_t(0) || v != v) ? v : acc_t(0);
+  return v < acc_t(0) ? acc_t(0) : v; // NaN < 0 is false
 }
 
 // min(d_an, d_pn) with NaN propagation (torch.minimum), and the weights of
@@ -64,14 +64,15 @@ C10_HOST_DEVICE inline acc_t relu_nan(acc_t v) {
 // gradient in half; with a NaN both get it).
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t min_nan(acc_t a, acc_t b) {
-  return (b < a || b != b) ? b : a;
+  return ((b < a) | (b != b)) ? b : a;
 }
 
 template <typename acc_t>
 C10_HOST_DEVICE inline void min_weights(acc_t dan, acc_t dpn, acc_t* w_an, acc_t* w_pn) {
-  const bool eq = dan == dpn;
-  *w_an = dan > dpn ? acc_t(0) : (eq ? acc_t(0.5) : acc_t(1));
-  *w_pn = dan < dpn ? acc_t(0) : (eq ? acc_t(0.5) : acc_t(1));
+  // branch-free: 1 - [d_an > d_pn] - [tie] / 2
+  const acc_t eq = static_cast<acc_t>(dan == dpn);
+  *w_an = acc_t(1) - static_cast<acc_t>(dan > dpn) - acc_t(0.5) * eq;
+  *w_pn = acc_t(1) - static_cast<acc_t>(dan < dpn) - acc_t(0.5) * eq;
 }
 
 // One term h(v) and dh/dv of the triplet loss.
@@ -82,7 +83,7 @@ C10_HOST_DEVICE inline void triplet_term(bool soft, acc_t v, acc_t* l, acc_t* g)
     *g = softplus_grad(v);
   } else {
     *l = relu_nan(v);
-    *g = v > acc_t(0) ? acc_t(1) : acc_t(0);
+    *g = static_cast<acc_t>(v > acc_t(0));
   }
 }
 

@@ -28,6 +28,14 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+// The loss loops are branch-free selects; GCC if-converts and vectorises them
+// only when it may assume FP comparisons do not trap (no FP exceptions are
+// used; results are unchanged: nothing is reassociated beyond the explicit
+// omp simd reductions). Applies to the functions defined below.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include "../matching_common.h"
 #include "../matching_math.h"
 
@@ -135,9 +143,85 @@ struct AnchorSums {
   int64_t mined = 0;
 };
 
+// Whether t passes the mining rule, as 0 / 1 (branch-free; NaN gives 0).
+template <typename acc_t, Mining kMining>
+inline acc_t mined_f(acc_t t, acc_t mm) {
+  // the rules of is_mined (../matching_math.h), resolved at compile time
+  if constexpr (kMining == Mining::All) {
+    return static_cast<acc_t>(t <= mm);
+  } else if constexpr (kMining == Mining::Hard) {
+    return static_cast<acc_t>(t <= mm) * static_cast<acc_t>(t <= acc_t(0));
+  } else if constexpr (kMining == Mining::SemiHard) {
+    return static_cast<acc_t>(t <= mm) * static_cast<acc_t>(t > acc_t(0));
+  } else if constexpr (kMining == Mining::Easy) {
+    return static_cast<acc_t>(t > mm);
+  } else {
+    return acc_t(1);
+  }
+}
+
+// One pass over the negatives of anchor a for one positive p: a branch-free
+// loop over the anchor's distance row that the compiler vectorises (masks
+// and counts are kept as 0 / 1 floats, exact up to 2^24 per pass).
+// negf[n] = 1 for the anchor's negatives. Ga / Gp (rows a and p of
+// dL/d(dist), unscaled by the reduction) are written when kGrad.
+template <typename acc_t, Mining kMining, bool kSoft, bool kSwap, bool kGrad>
+inline void triplet_pass(
+    const acc_t* __restrict__ Da,
+    const acc_t* __restrict__ Dp,
+    const acc_t* __restrict__ negf,
+    int64_t B,
+    acc_t dap,
+    acc_t margin,
+    acc_t mm,
+    acc_t keep_zero, // 1: terms of loss 0 count too ('mean', 'sum'); 0: 'mean_nonzero'
+    acc_t* __restrict__ Ga,
+    acc_t* __restrict__ Gp,
+    acc_t* out_loss,
+    acc_t* out_grad_ap,
+    acc_t* out_active,
+    acc_t* out_mined) {
+  acc_t lsum = acc_t(0);
+  acc_t gsum = acc_t(0);
+  acc_t nact = acc_t(0);
+  acc_t nmin = acc_t(0);
+  // the sums are reductions: let the compiler reassociate them (-fopenmp)
+#pragma omp simd reduction(+ : lsum, gsum, nact, nmin)
+  for (int64_t n = 0; n < B; ++n) {
+    const acc_t dan = Da[n];
+    const acc_t mf = negf[n] * mined_f<acc_t, kMining>(dan - dap, mm);
+    acc_t de = dan;
+    acc_t w_an = acc_t(1);
+    acc_t w_pn = acc_t(0);
+    if constexpr (kSwap) {
+      const acc_t dpn = Dp[n];
+      de = min_nan(dan, dpn);
+      min_weights(dan, dpn, &w_an, &w_pn);
+    }
+    acc_t l;
+    acc_t g;
+    triplet_term<acc_t>(kSoft, dap - de + margin, &l, &g);
+    const acc_t posf = static_cast<acc_t>(l > acc_t(0));
+    const acc_t takef = mf * (posf > keep_zero ? posf : keep_zero);
+    lsum += takef > acc_t(0) ? l : acc_t(0); // a select: NaN terms not taken stay out
+    nact += mf * posf;
+    nmin += mf;
+    if constexpr (kGrad) {
+      const acc_t gv = takef > acc_t(0) ? g : acc_t(0);
+      gsum += gv;
+      Ga[n] -= gv * w_an;
+      if constexpr (kSwap) {
+        Gp[n] -= gv * w_pn;
+      }
+    }
+  }
+  *out_loss = lsum;
+  *out_grad_ap = gsum;
+  *out_active = nact;
+  *out_mined = nmin;
+}
+
 // All (p, n) triplets of anchor a under a TripletMarginMiner-style condition.
-// neg[n] = 1 for the anchor's negatives. G (nullable) gets dL/d(dist),
-// unscaled by the reduction.
 template <typename acc_t, Mining kMining, bool kSoft, bool kSwap>
 void triplet_anchor(
     int64_t a,
@@ -145,60 +229,32 @@ void triplet_anchor(
     const int64_t* lab,
     int64_t B,
     const TripletParams& prm,
-    const uint8_t* neg,
+    const acc_t* negf,
     acc_t* Gm,
     AnchorSums* out) {
   const acc_t margin = static_cast<acc_t>(prm.margin);
   const acc_t mm = static_cast<acc_t>(prm.mining_margin);
-  const bool nonzero = prm.nonzero;
+  const acc_t keep_zero = prm.nonzero ? acc_t(0) : acc_t(1);
   const acc_t* Da = Dm + a * B;
-  acc_t* Ga = Gm == nullptr ? nullptr : Gm + a * B;
   const int64_t la = lab[a];
   for (int64_t p = 0; p < B; ++p) {
     if (p == a || lab[p] != la) {
       continue;
     }
-    const acc_t dap = Da[p];
     const acc_t* Dp = Dm + p * B;
-    acc_t* Gp = Gm == nullptr ? nullptr : Gm + p * B;
-    acc_t lsum = acc_t(0);
-    acc_t gsum = acc_t(0);
-    int64_t nact = 0;
-    int64_t nmin = 0;
-    for (int64_t n = 0; n < B; ++n) {
-      const acc_t dan = Da[n];
-      const bool m = neg[n] != 0 && is_mined<acc_t>(kMining, dan - dap, mm);
-      acc_t de = dan;
-      acc_t w_an = acc_t(1);
-      acc_t w_pn = acc_t(0);
-      if constexpr (kSwap) {
-        const acc_t dpn = Dp[n];
-        de = min_nan(dan, dpn);
-        min_weights(dan, dpn, &w_an, &w_pn);
-      }
-      acc_t l;
-      acc_t g;
-      triplet_term<acc_t>(kSoft, dap - de + margin, &l, &g);
-      const bool pos = l > acc_t(0);
-      const bool take = m && (pos || !nonzero);
-      lsum += take ? l : acc_t(0);
-      nact += (m && pos) ? 1 : 0;
-      nmin += m ? 1 : 0;
-      if (Ga != nullptr) {
-        const acc_t gv = take ? g : acc_t(0);
-        gsum += gv;
-        Ga[n] -= gv * w_an;
-        if constexpr (kSwap) {
-          Gp[n] -= gv * w_pn;
-        }
-      }
+    acc_t l, gap, nact, nmin;
+    if (Gm == nullptr) {
+      triplet_pass<acc_t, kMining, kSoft, kSwap, false>(
+          Da, Dp, negf, B, Da[p], margin, mm, keep_zero, nullptr, nullptr, &l, &gap, &nact, &nmin);
+    } else {
+      triplet_pass<acc_t, kMining, kSoft, kSwap, true>(
+          Da, Dp, negf, B, Da[p], margin, mm, keep_zero, Gm + a * B, Gm + p * B, &l, &gap, &nact,
+          &nmin);
+      Gm[a * B + p] += gap;
     }
-    if (Ga != nullptr) {
-      Ga[p] += gsum;
-    }
-    out->loss += static_cast<double>(lsum);
-    out->active += nact;
-    out->mined += nmin;
+    out->loss += static_cast<double>(l);
+    out->active += static_cast<int64_t>(nact);
+    out->mined += static_cast<int64_t>(nmin);
   }
 }
 
@@ -289,7 +345,7 @@ void triplet_rows(
   const int64_t items = static_cast<int64_t>(starts.size()) - 1;
   const int64_t per_anchor = kMining == Mining::BatchHard ? B : B * 8;
   at::parallel_for(0, items, grain_for(per_anchor), [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> neg(kMining == Mining::BatchHard ? 0 : B);
+    std::vector<acc_t> neg(kMining == Mining::BatchHard ? 0 : B);
     for (int64_t it = begin; it < end; ++it) {
       for (int64_t k = starts[it]; k < starts[it + 1]; ++k) {
         const int64_t a = order[k];
@@ -299,7 +355,7 @@ void triplet_rows(
         } else {
           const int64_t la = lab[a];
           for (int64_t n = 0; n < B; ++n) {
-            neg[n] = lab[n] != la ? 1 : 0;
+            neg[n] = lab[n] != la ? acc_t(1) : acc_t(0);
           }
           triplet_anchor<acc_t, kMining, kSoft, kSwap>(a, Dm, lab, B, prm, neg.data(), Gm, &s);
         }
