@@ -69,8 +69,9 @@ Edge cases
   non-finite margins) raise ``ValueError`` / ``RuntimeError`` naming the
   argument and what was expected.
 * Second derivatives (``create_graph=True``) raise ``RuntimeError``.
-* On CUDA, losses with ``swap=True`` accumulate part of the gradient with
-  atomics: bitwise results can vary between runs (values agree to rounding).
+* On CUDA, triplet losses with ``swap=True`` or ``mining="batch_hard"``
+  accumulate part of the gradient with atomics: bitwise results can vary
+  between runs (values agree to rounding). Everything else is deterministic.
 """
 
 from typing import NamedTuple
