@@ -1,6 +1,20 @@
-"""Loss modules (``nn.Module``, scriptable)."""
+"""Loss modules (``nn.Module``, scriptable).
+
+* ordinal: :class:`CoralLoss`, :class:`CornLoss` (fused ops)
+* metric learning: :class:`TripletMarginLoss`, :class:`ContrastiveLoss` (fused ops,
+  composed from :mod:`facecore.distances` and :mod:`facecore.miners`),
+  :class:`CenterLoss` (Wen et al.)
+"""
 
 from facecore.losses.center import CenterLoss
+from facecore.losses.metric import ContrastiveLoss, MatchingLoss, TripletMarginLoss
 from facecore.losses.ordinal import CoralLoss, CornLoss
 
-__all__ = ["CenterLoss", "CoralLoss", "CornLoss"]
+__all__ = [
+    "CenterLoss",
+    "ContrastiveLoss",
+    "CoralLoss",
+    "CornLoss",
+    "MatchingLoss",
+    "TripletMarginLoss",
+]

@@ -8,7 +8,15 @@ from facecore.extension import load_library
 
 load_library()
 
-from facecore.ops import _meta  # noqa: E402,F401  (registers fake kernels)
+from facecore.ops import _meta, _meta_matching  # noqa: E402,F401  (registers fake kernels)
+from facecore.ops.matching import (  # noqa: E402
+    MatchingLoss,
+    contrastive_loss,
+    contrastive_loss_from_dist,
+    pairwise_distance,
+    triplet_margin_loss,
+    triplet_margin_loss_from_dist,
+)
 from facecore.ops.ordinal import (  # noqa: E402
     OrdinalPrediction,
     OrdinalProbs,
@@ -20,6 +28,12 @@ from facecore.ops.ordinal import (  # noqa: E402
 )
 
 __all__ = [
+    "MatchingLoss",
+    "contrastive_loss",
+    "contrastive_loss_from_dist",
+    "pairwise_distance",
+    "triplet_margin_loss",
+    "triplet_margin_loss_from_dist",
     "OrdinalPrediction",
     "OrdinalProbs",
     "coral_loss",

@@ -5,6 +5,6 @@ tests compare against. Use them to read what an op computes, or where you need
 a differentiable, device-agnostic fallback.
 """
 
-from facecore.reference import ordinal
+from facecore.reference import matching, ordinal
 
-__all__ = ["ordinal"]
+__all__ = ["matching", "ordinal"]
