@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from facecore.train import load_config
+from facecore.train.config import MetricOptions
 from facecore.train.datasets import split_indices
 from facecore.train.loops import (
     Session,
@@ -19,7 +20,7 @@ from facecore.train.loops import (
     load_checkpoint,
     run_training,
 )
-from facecore.train.objectives import _contrastive_loss, batch_hard_triplet_loss
+from facecore.train.objectives import build_metric_loss
 from facecore.train.progress import format_progress
 
 TINY_AGE = [
@@ -60,7 +61,8 @@ def test_batch_hard_triplet_matches_pytorch_metric_learning(margin):
     a = e.clone().requires_grad_(True)
     b = e.clone().requires_grad_(True)
     # PML normalises inside its distance; our loss gets the model's normalised output
-    ours = batch_hard_triplet_loss(torch.nn.functional.normalize(a, dim=1), y, margin)
+    loss_fn = build_metric_loss(MetricOptions(loss="triplet", miner="batch_hard", margin=margin))
+    ours = loss_fn(torch.nn.functional.normalize(a, dim=1), y)
     ref = losses.TripletMarginLoss(margin=margin)(b, y, miners.BatchHardMiner()(b, y))
     ours.backward()
     ref.backward()
@@ -71,7 +73,8 @@ def test_batch_hard_triplet_matches_pytorch_metric_learning(margin):
 def test_batch_hard_triplet_without_triplets_is_zero_with_zero_grad():
     e = torch.nn.functional.normalize(torch.randn(4, 3, dtype=torch.float64), dim=1)
     e.requires_grad_(True)
-    loss = batch_hard_triplet_loss(e, torch.tensor([0, 1, 2, 3]), 0.2)  # no positives
+    loss_fn = build_metric_loss(MetricOptions(loss="triplet", miner="batch_hard", margin=0.2))
+    loss = loss_fn(e, torch.tensor([0, 1, 2, 3]))  # no positives
     loss.backward()
     assert loss.item() == 0.0 and torch.count_nonzero(e.grad) == 0
 
@@ -84,7 +87,8 @@ def test_contrastive_matches_pytorch_metric_learning(margin):
     e, y = _embeddings(seed=3)
     a = e.clone().requires_grad_(True)
     b = e.clone().requires_grad_(True)
-    ours = _contrastive_loss(torch.nn.functional.normalize(a, dim=1), y, margin)
+    loss_fn = build_metric_loss(MetricOptions(loss="contrastive", margin=margin))
+    ours = loss_fn(torch.nn.functional.normalize(a, dim=1), y)
     ref = losses.ContrastiveLoss(pos_margin=0.0, neg_margin=margin)(b, y)
     ours.backward()
     ref.backward()

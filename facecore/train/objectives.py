@@ -26,7 +26,6 @@ __all__ = [
     "OrdinalObjective",
     "BinaryObjective",
     "EmbeddingObjective",
-    "batch_hard_triplet_loss",
     "build_metric_loss",
 ]
 
@@ -56,64 +55,16 @@ class BinaryObjective(nn.Module):
         return self.model.loss(logits, labels), logits
 
 
-def batch_hard_triplet_loss(
-    embeddings: torch.Tensor, labels: torch.Tensor, margin: float
-) -> torch.Tensor:
-    r"""Batch-hard triplet loss (Hermans et al. 2017) with Euclidean distances:
+def build_metric_loss(opts: MetricOptions) -> nn.Module:
+    """The fused pair / triplet loss for ``opts`` (``metric.loss`` = triplet or contrastive):
+    :class:`facecore.losses.TripletMarginLoss` with a :mod:`facecore.miners` miner
+    (``batch_hard`` = Hermans et al.; ``all | hard | semihard | easy`` =
+    pytorch-metric-learning's ``TripletMarginMiner`` types), or
+    :class:`facecore.losses.ContrastiveLoss` with ``pos_margin=0, neg_margin=margin``.
+    Both take the model's L2-normalised embeddings and use Euclidean distances."""
+    from facecore import miners
+    from facecore.losses import ContrastiveLoss, TripletMarginLoss
 
-    .. math::
-        \ell_a = \big[\max_{p: y_p = y_a, p \ne a} d_{ap} - \min_{n: y_n \ne y_a} d_{an}
-        + m\big]_+
-
-    averaged over the anchors with a positive and a negative whose loss is
-    non-zero (pytorch-metric-learning's ``AvgNonZeroReducer`` with
-    ``BatchHardMiner``); 0 (with zero gradient) when there is none. The
-    distance uses ``sqrt(max(d^2, 1e-12))`` so its gradient is finite at 0.
-    """
-    sq = (embeddings.unsqueeze(1) - embeddings.unsqueeze(0)).pow(2).sum(-1)
-    d = sq.clamp_min(1e-12).sqrt()
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    pos = same & ~eye
-    neg = ~same
-    valid = pos.any(1) & neg.any(1)
-    hardest_pos = torch.where(pos, d, torch.zeros_like(d)).max(1).values
-    hardest_neg = torch.where(neg, d, torch.full_like(d, float("inf"))).min(1).values
-    losses = torch.relu(hardest_pos - hardest_neg + margin)[valid]
-    nonzero = losses > 0
-    if not bool(nonzero.any()):
-        return embeddings.sum() * 0.0
-    return losses[nonzero].mean()
-
-
-def _contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float):
-    r"""Contrastive loss: positives :math:`d^2`-free form :math:`[d_{ij}]_+` pulled to 0,
-    negatives :math:`[m - d_{ij}]_+`, each averaged over its non-zero pairs and summed
-    (pytorch-metric-learning ``ContrastiveLoss(pos_margin=0, neg_margin=m)``)."""
-    sq = (embeddings.unsqueeze(1) - embeddings.unsqueeze(0)).pow(2).sum(-1)
-    d = sq.clamp_min(1e-12).sqrt()
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    upper = torch.triu(torch.ones_like(same), diagonal=1)
-    pos_l = d[same & upper]
-    neg_l = torch.relu(margin - d[~same & upper])
-    total = embeddings.sum() * 0.0
-    for part in (pos_l, neg_l):
-        nz = part > 0
-        if bool(nz.any()):
-            total = total + part[nz].mean()
-    return total
-
-
-def build_metric_loss(opts: MetricOptions) -> nn.Module | None:
-    """The fused pair / triplet loss of :mod:`facecore.losses` (``TripletMarginLoss`` with a
-    :mod:`facecore.miners` miner, ``ContrastiveLoss``) when the installed facecore has the
-    matching ops; else ``None`` and the objective uses the pure-PyTorch forms above (same
-    values: pytorch-metric-learning semantics, tested)."""
-    try:
-        from facecore import miners
-        from facecore.losses import ContrastiveLoss, TripletMarginLoss
-    except ImportError:
-        return None
     if opts.loss == "triplet":
         if opts.miner == "batch_hard":
             miner = miners.BatchHardMiner()
@@ -122,7 +73,7 @@ def build_metric_loss(opts: MetricOptions) -> nn.Module | None:
         return TripletMarginLoss(margin=opts.margin, miner=miner)
     if opts.loss == "contrastive":
         return ContrastiveLoss(pos_margin=0.0, neg_margin=opts.margin)
-    return None
+    raise ValueError(f"metric.loss={opts.loss!r} is not a pair / triplet loss")
 
 
 class EmbeddingObjective(nn.Module):
@@ -145,11 +96,6 @@ class EmbeddingObjective(nn.Module):
             self.head = cls[self.kind](dim, num_identities, scale=opts.scale, margin=margin)
         else:
             self.pair_loss = build_metric_loss(opts)
-            if self.pair_loss is None and self.kind == "triplet" and opts.miner != "batch_hard":
-                raise ValueError(
-                    f"metric.miner={opts.miner!r} needs facecore.losses.TripletMarginLoss; "
-                    "use metric.miner=batch_hard"
-                )
         self.center: nn.Module | None = None
         if self.center_weight > 0:
             from facecore.losses import CenterLoss
@@ -160,13 +106,9 @@ class EmbeddingObjective(nn.Module):
         emb = self.model(images)
         if self.head is not None:
             loss = nn.functional.cross_entropy(self.head(emb, labels), labels)
-        elif self.pair_loss is not None:
-            out = self.pair_loss(emb, labels)
-            loss = out[0] if isinstance(out, tuple) else out
-        elif self.kind == "triplet":
-            loss = batch_hard_triplet_loss(emb, labels, self.margin)
         else:
-            loss = _contrastive_loss(emb, labels, self.margin)
+            assert self.pair_loss is not None
+            loss = self.pair_loss(emb, labels)
         if self.center is not None:
             loss = loss + self.center_weight * self.center(emb, labels)
         return loss, emb
