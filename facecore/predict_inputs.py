@@ -205,7 +205,8 @@ def resize_center_crop(
     if isinstance(image, Image.Image):
         if (nw, nh) != (w, h):
             image = image.resize((nw, nh), Image.BILINEAR)
-        a = np.asarray(image, dtype=np.uint8)[top : top + size, left : left + size]
+        # np.array copies: Pillow's buffer is read-only and torch wants writable memory
+        a = np.array(image, dtype=np.uint8)[top : top + size, left : left + size]
         return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div(255)
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     if (nw, nh) != (w, h):
