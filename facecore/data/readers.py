@@ -72,15 +72,9 @@ def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _age_filter(age_range: tuple[int, int] | None, age_offset: int | None, ages: Sequence[int]):
-    if age_range is not None:
-        lo, hi = (int(a) for a in age_range)
-        if lo > hi:
-            raise ValueError(f"age_range must be (min, max) with min <= max, got {age_range}")
-    else:
-        lo, hi = (min(ages), max(ages)) if len(ages) else (0, 0)
-    offset = lo if age_offset is None else int(age_offset)
-    return lo, hi, offset
+def _list_images(root: Path) -> list[Path]:
+    """Every image file under ``root`` (recursively), in path order."""
+    return sorted((q for q in root.rglob("*") if _is_image(q)), key=lambda q: str(q))
 
 
 class _Common(ImageFileDataset):
@@ -88,6 +82,35 @@ class _Common(ImageFileDataset):
         super().__init__(transform=transform, mode=mode, verify=verify)
         self.split = split
         self._split_kw = {"split": split, "split_fractions": split_fractions, "split_seed": split_seed}
+
+    def _keep_age_range(
+        self,
+        recs: list[tuple],
+        age_range: tuple[int, int] | None,
+        age_offset: int | None,
+        name: Callable[[Path], str],
+    ) -> tuple[list[tuple], int, int]:
+        """Records ``(path, age_years, ...)`` inside ``age_range`` (inclusive; ``None``: the
+        ages present); the others are skipped as ``age_out_of_range`` under ``name(path)``.
+        Sets ``age_offset`` (default: the range's minimum), ``age_range`` and
+        ``num_classes = max - offset + 1``; returns ``(kept, range minimum, offset)``."""
+        if age_range is not None:
+            lo, hi = (int(a) for a in age_range)
+            if lo > hi:
+                raise ValueError(f"age_range must be (min, max) with min <= max, got {age_range}")
+        else:
+            ages = [r[1] for r in recs]
+            lo, hi = (min(ages), max(ages)) if ages else (0, 0)
+        off = lo if age_offset is None else int(age_offset)
+        kept = []
+        for r in recs:
+            if lo <= r[1] <= hi:
+                kept.append(r)
+            else:
+                self._skip("age_out_of_range", name(r[0]))
+        self.age_offset, self.age_range = off, (lo, hi)
+        self.num_classes = hi - off + 1
+        return kept, lo, off
 
 
 class UTKFace(_Common):
@@ -119,7 +142,7 @@ class UTKFace(_Common):
         super().__init__(transform, mode, verify, split, split_fractions, split_seed)
         root = check_root(root, "UTKFace")
         recs = []
-        for p in sorted((q for q in root.rglob("*") if _is_image(q)), key=lambda q: str(q)):
+        for p in _list_images(root):
             m = self._NAME.match(p.name)
             if m is None:
                 self._skip("malformed_name", p.name)
@@ -129,17 +152,9 @@ class UTKFace(_Common):
                 self._skip("malformed_name", p.name)
                 continue
             recs.append((p, age, gender, race))
-        lo, hi, off = _age_filter(age_range, age_offset, [r[1] for r in recs])
-        kept = []
-        for r in recs:
-            if age_range is not None and not lo <= r[1] <= hi:
-                self._skip("age_out_of_range", r[0].name)
-            else:
-                kept.append(r)
+        kept, lo, off = self._keep_age_range(recs, age_range, age_offset, lambda q: q.name)
         if lo - off < 0:
             raise ValueError(f"age_offset={off} is above the youngest kept age {lo}")
-        self.age_offset, self.age_range = off, (lo, hi)
-        self.num_classes = hi - off + 1
         self.num_races = 5
         self.race_names = UTK_RACES
         self._setup(
@@ -257,24 +272,18 @@ class AFADFolder(_Common):
         super().__init__(transform, mode, verify, split, split_fractions, split_seed)
         root = check_root(root, "AFAD")
         recs = []
-        for p in sorted((q for q in root.rglob("*") if _is_image(q)), key=lambda q: str(q)):
+        for p in _list_images(root):
             rel = p.relative_to(root).parts
             if len(rel) < 3 or not rel[-3].isdigit() or rel[-2] not in ("111", "112"):
                 self._skip("malformed_path", str(p.relative_to(root)))
                 continue
             age = int(rel[-3])
             recs.append((p, age, 0 if rel[-2] == "111" else 1))
-        lo, hi, off = _age_filter(age_range, age_offset, [r[1] for r in recs])
-        kept = []
-        for r in recs:
-            if not lo <= r[1] <= hi:
-                self._skip("age_out_of_range", str(r[0].relative_to(root)))
-            else:
-                kept.append(r)
+        kept, _, off = self._keep_age_range(
+            recs, age_range, age_offset, lambda q: str(q.relative_to(root))
+        )
         if kept and min(r[1] for r in kept) < off:
             raise ValueError(f"age_offset={off} is above the youngest kept age; set age_range")
-        self.age_offset, self.age_range = off, (lo, hi)
-        self.num_classes = hi - off + 1
         self._setup(
             "AFAD",
             [r[0] for r in kept],
