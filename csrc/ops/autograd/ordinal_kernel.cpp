@@ -12,12 +12,12 @@
 // Second derivatives are not implemented: create_graph=True raises a clear
 // error instead of silently returning a graph without them.
 
-#include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
 #include "../ordinal.h"
 #include "../ordinal_common.h"
+#include "autograd_common.h"
 
 namespace facecore::ops::ordinal {
 namespace {
@@ -26,34 +26,8 @@ using torch::autograd::AutogradContext;
 using torch::autograd::Variable;
 using torch::autograd::variable_list;
 
-// True for a dense CPU tensor holding exactly one element equal to 1, outside
-// any tracing (fake / functional / vmap tensors and dispatch modes say no).
-bool is_plain_cpu_one(const at::Tensor& g) {
-  if (!g.defined() || g.numel() != 1 || !g.is_cpu() || g.layout() != at::kStrided) {
-    return false;
-  }
-  if (c10::impl::TorchDispatchModeTLS::any_modes_set()) {
-    return false;
-  }
-  const c10::DispatchKeySet wrapped({
-      c10::DispatchKey::Python,
-      c10::DispatchKey::PythonTLSSnapshot,
-      c10::DispatchKey::Functionalize,
-      c10::DispatchKey::FuncTorchBatched,
-      c10::DispatchKey::FuncTorchGradWrapper,
-  });
-  if (g.key_set().has_any(wrapped)) {
-    return false;
-  }
-  return g.item<double>() == 1.0;
-}
-
-void check_first_order(const char* op) {
-  TORCH_CHECK(
-      !at::GradMode::is_enabled(), op,
-      ": second derivatives are not implemented; backward with create_graph=True is not "
-      "supported through this op");
-}
+using facecore::ops::autograd::check_first_order;
+using facecore::ops::autograd::is_plain_cpu_one;
 
 class OrdinalLossFunction : public torch::autograd::Function<OrdinalLossFunction> {
  public:
