@@ -15,17 +15,11 @@
 
 #include "matching.h"
 
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-namespace facecore::ops {
+#include "find_op.h"
 
-namespace {
-template <typename Fn>
-c10::TypedOperatorHandle<Fn> find_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Fn>();
-}
-} // namespace
+namespace facecore::ops {
 
 at::Tensor pairwise_distance(
     const at::Tensor& x,

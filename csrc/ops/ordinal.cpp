@@ -14,17 +14,11 @@
 
 #include "ordinal.h"
 
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-namespace facecore::ops {
+#include "find_op.h"
 
-namespace {
-template <typename Fn>
-c10::TypedOperatorHandle<Fn> find_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Fn>();
-}
-} // namespace
+namespace facecore::ops {
 
 at::Tensor coral_loss(
     const at::Tensor& logits,
