@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from facecore import predict_inputs as inputs
+from facecore.data.transforms import eval_pipeline
 from facecore.export import (
     EXPORT_FILE,
     FORMAT_VERSION,
@@ -260,6 +261,9 @@ class Predictor:
         self.resize = int(pre.get("resize") or self.input_size)
         self.resize_mode = str(pre.get("resize_mode", "shorter"))
         self.grayscale = bool(pre.get("grayscale", False))
+        self._transform = eval_pipeline(
+            self.input_size, self.resize, resize_mode=self.resize_mode, grayscale=self.grayscale
+        )
         self.class_names: list[str] = list(metadata.get("class_names") or [])
         self.age_offset = float(metadata.get("age_offset") or 0.0)
         self.min_size = int(min_size)
@@ -313,11 +317,7 @@ class Predictor:
                     crop_box = face_crop_box(box, (w, h), self.face_margin)
                     img = inputs.crop(img, crop_box)
                     face = (True, crop_box)
-            tensors.append(
-                inputs.resize_center_crop(
-                    img, self.resize, self.input_size, self.resize_mode, self.grayscale
-                )
-            )
+            tensors.append(self._transform(img))
             faces.append(face)
         if not tensors:
             return torch.empty(0, 3, self.input_size, self.input_size), []

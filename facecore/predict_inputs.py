@@ -10,26 +10,20 @@ Accepted images (one, or a list / tuple of them):
 * ``torch`` tensors ``[C, H, W]`` (C = 1 or 3) or a batch ``[N, C, H, W]``, float in
   ``[0, 1]`` (or ``uint8``).
 
-Evaluation transform (``PreprocessConfig.eval_transform(normalize=False)`` of
-:mod:`facecore.data.transforms`, reimplemented here for decoded images): luma
-first for grayscale models; resize so the shorter side is ``resize`` pixels
-(the longer side ``int(resize * long / short)``; ``resize_mode="square"``:
-``resize x resize``); center-crop ``input_size`` (offsets ``round((h - S) / 2)``,
-``round((w - S) / 2)``); scale to ``[0, 1]`` float32. 8-bit sources are resized
-with Pillow's bilinear filter, float sources with torch's antialiased bilinear
-interpolation in float32, so no precision is lost.
+Decoded images are 8-bit PIL RGB or float32 numpy ``[H, W, 3]`` in ``[0, 1]`` (float
+sources stay float, so no precision is lost); the predictor then applies
+:func:`facecore.data.transforms.eval_pipeline`, the evaluation transform the model was
+trained with (without normalisation: exported models normalise themselves).
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
@@ -37,7 +31,6 @@ __all__ = [
     "SUPPORTED_MODES",
     "as_image_list",
     "load_image",
-    "resize_center_crop",
     "to_rgb",
 ]
 
@@ -164,57 +157,3 @@ def crop(image: Decoded, box: tuple[int, int, int, int]) -> Decoded:
         return image.crop(box)
     left, top, right, bottom = box
     return image[top:bottom, left:right]
-
-
-def _resized_size(w: int, h: int, resize: int, mode: str) -> tuple[int, int]:
-    if mode == "square":
-        return resize, resize
-    if w <= h:
-        return resize, int(resize * h / w)
-    return int(resize * w / h), resize
-
-
-def grayscale(image: Decoded) -> Decoded:
-    """Luma ``0.299 R + 0.587 G + 0.114 B`` replicated to 3 channels (Pillow's ``"L"``
-    for 8-bit images)."""
-    if isinstance(image, Image.Image):
-        return image.convert("L").convert("RGB")
-    r, g, b = image[:, :, 0], image[:, :, 1], image[:, :, 2]
-    luma = 0.299 * r + 0.587 * g + 0.114 * b
-    return np.repeat(luma[:, :, None].astype(np.float32), 3, axis=2)
-
-
-def resize_center_crop(
-    image: Decoded, resize: int, size: int, mode: str = "shorter", gray: bool = False
-) -> torch.Tensor:
-    """Eval transform: (luma,) resize, center crop ``size``: float32 ``[3, S, S]`` in [0, 1].
-
-    ``mode="shorter"`` resizes the shorter side to ``resize`` (aspect kept),
-    ``"square"`` the whole image to ``resize x resize``. 8-bit images resize with
-    Pillow's bilinear filter; float images with ``torch.nn.functional.interpolate``
-    (bilinear, antialiased), as ``facecore.data.transforms.Resize`` does.
-    """
-    if mode not in ("shorter", "square"):
-        raise ValueError(f"resize_mode must be 'shorter' or 'square', got {mode!r}")
-    if gray:
-        image = grayscale(image)
-    w, h = image_size(image)
-    nw, nh = _resized_size(w, h, resize, mode)
-    top = int(round((nh - size) / 2.0))
-    left = int(round((nw - size) / 2.0))
-    if isinstance(image, Image.Image):
-        if (nw, nh) != (w, h):
-            image = image.resize((nw, nh), Image.BILINEAR)
-        # np.array copies: Pillow's buffer is read-only and torch wants writable memory
-        a = np.array(image, dtype=np.uint8)[top : top + size, left : left + size]
-        return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div(255)
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    if (nw, nh) != (w, h):
-        x = F.interpolate(
-            x.unsqueeze(0), size=(nh, nw), mode="bilinear", align_corners=False, antialias=True
-        )[0]
-    return x[:, top : top + size, left : left + size].contiguous()
-
-
-def stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(list(tensors), 0)

@@ -64,6 +64,7 @@ __all__ = [
     "RandomHorizontalFlip",
     "Resize",
     "ToTensor",
+    "eval_pipeline",
     "to_tensor",
 ]
 
@@ -567,10 +568,27 @@ class PreprocessConfig:
     def eval_transform(self, *, normalize: bool = True) -> Compose:
         """Grayscale? -> resize -> centre crop -> to tensor -> normalise? (``normalize=False``
         gives the [0, 1] input an exported model, which normalises itself, expects)."""
-        ts = self._head() + [self._resize(), CenterCrop(self.input_size), ToTensor()]
+        ts = eval_pipeline(
+            self.input_size, self.resize, resize_mode=self.resize_mode, grayscale=self.grayscale
+        ).transforms
         if normalize:
             ts.append(self.normalize_module())
         return Compose(ts)
+
+
+def eval_pipeline(
+    input_size: int, resize: int, *, resize_mode: str = "shorter", grayscale: bool = False
+) -> Compose:
+    """The evaluation transform without normalisation: grayscale (3 channels)? -> resize
+    (``resize_mode="shorter"``: shorter side to ``resize``; ``"square"``: ``resize x resize``)
+    -> centre crop ``input_size`` -> float32 tensor ``[3, S, S]`` in [0, 1]. It is what
+    :meth:`PreprocessConfig.eval_transform` starts with and what the predictor feeds an
+    exported model (which normalises itself)."""
+    if resize_mode not in ("shorter", "square"):
+        raise ValueError(f"resize_mode must be 'shorter' or 'square', got {resize_mode!r}")
+    head: list[Callable[[Any], Any]] = [Grayscale(3)] if grayscale else []
+    size = resize if resize_mode == "shorter" else (resize, resize)
+    return Compose(head + [Resize(size), CenterCrop(input_size), ToTensor()])
 
 
 CORAL_PREPROCESS = PreprocessConfig(
