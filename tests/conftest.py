@@ -90,3 +90,11 @@ def fresh_python(tmp_path):
         return proc.stdout
 
     return run
+
+
+@pytest.fixture(scope="session")
+def london_dir(shared_data) -> Path:
+    d = shared_data / "london_faces"
+    if not (d / "labels.csv").is_file():
+        pytest.skip(f"London faces not found at {d}")
+    return d

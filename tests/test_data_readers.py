@@ -283,3 +283,65 @@ def test_prototypes_roundtrip(tmp_path):
         compute_gender_prototypes(ds, max_samples=2)
     with pytest.raises(KeyError, match="prototypes lack keys"):
         save_prototypes({"male": p["male"]}, tmp_path / "x.pt")
+
+
+def _london_fixture(root, rows):
+    from PIL import Image
+
+    root.mkdir()
+    lines = ["file,person,age,gender,ethnicity,expression"]
+    for i, (fname, person, age, gender, eth, expr) in enumerate(rows):
+        Image.new("RGB", (32, 32), (i * 20 % 256, 90, 30)).save(root / fname)
+        lines.append(f"{fname},{person},{age},{gender},{eth},{expr}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_london_faces_fixture(tmp_path):
+    from facecore.data import LondonFaces
+
+    root = tmp_path / "london"
+    _london_fixture(
+        root,
+        [
+            ("a_n.jpg", "007", "30", "female", "white", "neutral"),
+            ("a_s.jpg", "007", "30", "female", "white", "smiling"),
+            ("b_n.jpg", "010", "NA", "male", "black", "neutral"),
+            ("b_s.jpg", "010", "NA", "male", "black", "smiling"),
+            ("c_n.jpg", "002", "41", "male", "east_asian", "neutral"),
+            ("bad.jpg", "003", "20", "other", "white", "neutral"),
+        ],
+    )
+    with pytest.warns(UserWarning, match="malformed record"):
+        ds = LondonFaces(root)
+    assert len(ds) == 5 and ds.num_identities == 3
+    assert ds.person_names == ["002", "007", "010"]
+    assert "age" not in ds.label_keys
+    order = [p.name for p in ds.paths]
+    assert ds.targets("identity").tolist() == [{"a_n.jpg": 1, "a_s.jpg": 1, "b_n.jpg": 2,
+                                                "b_s.jpg": 2, "c_n.jpg": 0}[n] for n in order]
+    assert ds.targets("gender").tolist() == [{"a": 1, "b": 0, "c": 0}[n[0]] for n in order]
+    assert ds.targets("race").tolist() == [{"a": 0, "b": 1, "c": 2}[n[0]] for n in order]
+    assert ds.targets("expression").tolist() == [int(n.endswith("_s.jpg")) for n in order]
+    with pytest.warns(UserWarning, match="age unknown"):
+        aged = LondonFaces(root, require_age=True)
+    assert sorted(aged.targets("age_years").tolist()) == [30, 30, 41]
+    assert aged.age_offset == 30 and aged.num_classes == 12
+    assert sorted(aged.targets("age").tolist()) == [0, 0, 11]
+
+
+def test_london_faces_real(london_dir):
+    from facecore.data import LondonFaces
+
+    ds = LondonFaces(london_dir, verify=False)
+    assert len(ds) == 204 and ds.num_identities == 102
+    assert ds.class_counts("gender") == [106, 98]
+    assert ds.class_counts("expression") == [102, 102]
+    parts = [set(LondonFaces(london_dir, split=s, verify=False).targets("identity").tolist())
+             for s in ("train", "valid", "test")]
+    names = [set(LondonFaces(london_dir, split=s, verify=False).person_names)
+             for s in ("train", "valid", "test")]
+    assert sum(len(n) for n in names) == 102 and not (names[0] & names[1] or names[0] & names[2])
+    assert all(parts)
+    with pytest.warns(UserWarning, match="age unknown"):
+        aged = LondonFaces(london_dir, age_range=(18, 60), verify=False)
+    assert len(aged) == 200 and aged.age_offset == 18

@@ -36,7 +36,9 @@ from facecore.data.readers import (
     CelebA,
     CoralCSV,
     FairFace,
+    LONDON_ETHNICITIES,
     IdentityFolders,
+    LondonFaces,
     UTKFace,
 )
 from facecore.data.samplers import PKSampler
@@ -58,6 +60,8 @@ __all__ = [
     "CoralCSV",
     "FairFace",
     "IdentityFolders",
+    "LONDON_ETHNICITIES",
+    "LondonFaces",
     "UTKFace",
     "compute_gender_prototypes",
     "load_prototypes",

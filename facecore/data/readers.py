@@ -29,6 +29,10 @@ Age conventions: ``age = age_years - age_offset`` (ordinal class), ``num_classes
   groups are ordinal classes in :data:`FAIRFACE_AGE_GROUPS` order.
 * :class:`IdentityFolders`: ``root/<person>/<image>`` (e.g. ORL's ``sN/M.pgm``); persons in
   natural order (``s2`` before ``s10``); splits are by identity by default.
+* :class:`LondonFaces`: the Face Research Lab London Set as shipped in ``labels.csv``
+  (``file,person,age,gender,ethnicity,expression``): identity, gender, ethnicity (as
+  ``race``, names in :data:`LONDON_ETHNICITIES`), expression (0 neutral, 1 smiling) and, where
+  known, age; splits are by identity by default.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ __all__ = [
     "CoralCSV",
     "FairFace",
     "IdentityFolders",
+    "LONDON_ETHNICITIES",
+    "LondonFaces",
     "UTKFace",
 ]
 
@@ -62,6 +68,8 @@ FAIRFACE_RACES = (
     "White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern",
 )
 UTK_RACES = ("White", "Black", "Asian", "Indian", "Others")
+LONDON_ETHNICITIES = ("white", "black", "east_asian", "west_asian", "east_asian/white")
+LONDON_EXPRESSIONS = ("neutral", "smiling")
 
 
 def _natural_key(s: str) -> list[Any]:
@@ -479,6 +487,110 @@ class IdentityFolders(_Common):
         )
         present = sorted(set(self._labels["identity"].tolist()))
         self.person_names = [names[i] for i in present]
+        rm = {old: new for new, old in enumerate(present)}
+        self._labels["identity"] = np.array([rm[i] for i in self._labels["identity"]], dtype=np.int64)
+        self.num_identities = len(present)
+
+
+class LondonFaces(_Common):
+    """The Face Research Lab London Set (DeBruine & Jones 2017, CC BY 4.0): 102 adults, a
+    neutral and a smiling photo each, read from ``root / "labels.csv"``
+    (``file,person,age,gender,ethnicity,expression``).
+
+    Targets: ``identity`` (person index, persons in ``person`` order; ``person_names``),
+    ``gender`` (0 male, 1 female), ``race`` (index in :data:`LONDON_ETHNICITIES`; also
+    ``race_names``), ``expression`` (0 neutral, 1 smiling). Ages: the set gives years for
+    all but 2 people (``NA``). With ``age_range`` (inclusive years) or ``require_age=True``,
+    rows without an age (``age_unknown``) or outside the range (``age_out_of_range``) are
+    skipped and ``age`` (``age_years - age_offset``) / ``age_years`` are added, as in
+    :class:`UTKFace`; otherwise every row is kept and there are no age targets.
+    ``split_by="identity"`` (default) keeps both photos of a person in one split.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        age_range: tuple[int, int] | None = None,
+        age_offset: int | None = None,
+        require_age: bool = False,
+        transform: Callable[[Any], Any] | None = None,
+        mode: str = "RGB",
+        verify: bool = True,
+        split: str | None = None,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+        split_by: str = "identity",
+    ) -> None:
+        super().__init__(transform, mode, verify, split, split_fractions, split_seed)
+        if split_by not in ("identity", "sample"):
+            raise ValueError(f"split_by must be 'identity' or 'sample', got {split_by!r}")
+        root = check_root(root, "LondonFaces")
+        ann = root / "labels.csv"
+        if not ann.is_file():
+            raise FileNotFoundError(f"LondonFaces: labels file {str(ann)!r} does not exist")
+        try:
+            with open(ann, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise ValueError(f"LondonFaces: cannot read {str(ann)!r}: {e}") from None
+        need = ("file", "person", "age", "gender", "ethnicity", "expression")
+        if not rows or any(k not in rows[0] for k in need):
+            raise ValueError(f"LondonFaces: {str(ann)!r} must have the columns {', '.join(need)}")
+        with_age = require_age or age_range is not None
+        genders = {"male": 0, "female": 1}
+        recs = []
+        for r in rows:
+            fname = (r.get("file") or "").strip()
+            try:
+                person = (r["person"] or "").strip()
+                gender = genders[(r["gender"] or "").strip().lower()]
+                race = LONDON_ETHNICITIES.index((r["ethnicity"] or "").strip().lower())
+                expression = LONDON_EXPRESSIONS.index((r["expression"] or "").strip().lower())
+                age_text = (r["age"] or "").strip()
+                age = int(age_text) if age_text.upper() not in ("", "NA") else None
+                if not person or not fname:
+                    raise ValueError("empty field")
+            except (KeyError, ValueError, AttributeError):
+                self._skip("malformed_record", fname or str(r))
+                continue
+            p = root / fname
+            if not p.is_file():
+                self._skip("missing_file", fname)
+                continue
+            if with_age and age is None:
+                self._skip("age_unknown", fname)
+                continue
+            recs.append((p, age if age is not None else -1, gender, race, expression, person))
+        labels: dict[str, Any] = {}
+        if with_age:
+            recs, lo, off = self._keep_age_range(recs, age_range, age_offset, lambda q: q.name)
+            if lo - off < 0:
+                raise ValueError(f"age_offset={off} is above the youngest kept age {lo}")
+            labels["age"] = [r[1] - off for r in recs]
+            labels["age_years"] = [r[1] for r in recs]
+        persons = sorted({r[5] for r in recs}, key=_natural_key)
+        pid = {p: i for i, p in enumerate(persons)}
+        ids = [pid[r[5]] for r in recs]
+        labels.update(
+            gender=[r[2] for r in recs],
+            race=[r[3] for r in recs],
+            expression=[r[4] for r in recs],
+            identity=ids,
+        )
+        self.race_names = LONDON_ETHNICITIES
+        self.num_races = len(LONDON_ETHNICITIES)
+        self.expression_names = LONDON_EXPRESSIONS
+        self._setup(
+            "LondonFaces",
+            [r[0] for r in recs],
+            labels,
+            root=root,
+            split_groups=ids if split_by == "identity" else None,
+            **self._split_kw,
+        )
+        present = sorted(set(self._labels["identity"].tolist()))
+        self.person_names = [persons[i] for i in present]
         rm = {old: new for new, old in enumerate(present)}
         self._labels["identity"] = np.array([rm[i] for i in self._labels["identity"]], dtype=np.int64)
         self.num_identities = len(present)
