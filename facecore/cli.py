@@ -273,7 +273,7 @@ def _cmd_export(a) -> int:
 
 
 def _cmd_predict(a) -> int:
-    from facecore.predict import load
+    from facecore.serving import load
 
     missing = [p for p in a.images if not Path(p).is_file()]
     if missing:

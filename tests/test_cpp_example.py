@@ -17,9 +17,9 @@ from PIL import Image
 from serving_cases import make_model
 
 import facecore
-from facecore.export import export_model
+from facecore.serving import export_model
 from facecore.extension import OP_VERSION
-from facecore.predict import load
+from facecore.serving import load
 
 pytestmark = [
     pytest.mark.slow,

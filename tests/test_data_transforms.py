@@ -153,10 +153,19 @@ def test_preprocess_config_roundtrip_and_pipelines():
     raw = cfg.eval_transform(normalize=False)(img)
     assert out.shape == (3, 32, 32)
     torch.testing.assert_close(out, (raw - 0.5) / 0.5)
-    with pytest.raises(ValueError, match=r"input_size \(130\) must be <= resize \(128\)"):
+    with pytest.raises(ValueError, match=r"preprocess.resize must be >= input_size \(130\)"):
         PreprocessConfig(130, 128)
-    with pytest.raises(ValueError, match="unknown PreprocessConfig keys"):
+    with pytest.raises(ValueError, match="unknown preprocess keys"):
         PreprocessConfig.from_dict({"input_size": 1, "resize": 1, "bogus": 2})
+    # one channel (mean / std of one value): the model sees the luma
+    gray = PreprocessConfig(32, 40, mean=(0.5,), std=(0.25,))
+    assert gray.channels == 1 and PreprocessConfig.from_dict(gray.to_dict()) == gray
+    one = gray.eval_transform()(img)
+    luma = cfg.eval_transform(normalize=False)(img.convert("L"))
+    assert one.shape == (1, 32, 32)
+    torch.testing.assert_close(one, (luma - 0.5) / 0.25)
+    assert gray.eval_transform(normalize=False)(img).shape == (3, 32, 32)  # exported models'
+    assert gray.train_transform()(img).shape == (1, 32, 32)
 
 
 def test_load_image_inputs(tmp_path, rgb):

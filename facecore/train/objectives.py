@@ -62,7 +62,7 @@ def build_metric_loss(opts: MetricOptions) -> nn.Module:
     pytorch-metric-learning's ``TripletMarginMiner`` types), or
     :class:`facecore.losses.ContrastiveLoss` with ``pos_margin=0, neg_margin=margin``.
     Both take the model's L2-normalised embeddings and use Euclidean distances."""
-    from facecore import miners
+    from facecore.losses import miners
     from facecore.losses import ContrastiveLoss, TripletMarginLoss
 
     if opts.loss == "triplet":

@@ -488,7 +488,7 @@ def finalize(
 
 def export_checkpoint_model(model, cfg: TrainConfig, splits, directory: Path) -> Path:
     """Export with :func:`facecore.export.export_model` (preprocess, class names, age offset)."""
-    from facecore.export import export_model
+    from facecore.serving import export_model
 
     kwargs: dict[str, Any] = {"preprocess": splits.preprocess}
     if isinstance(cfg, AgeConfig):
