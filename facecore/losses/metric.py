@@ -19,7 +19,7 @@ from facecore.losses.distances import LpDistance
 from facecore.losses.miners import TripletMiner
 from facecore.ops.matching import MatchingLoss
 
-__all__ = ["TripletMarginLoss", "ContrastiveLoss"]
+__all__ = ["PAIR_LOSSES", "TripletMarginLoss", "ContrastiveLoss"]
 
 _REDUCTIONS = ("mean_nonzero", "mean", "sum")
 
@@ -186,3 +186,11 @@ class ContrastiveLoss(nn.Module):
             f"metric={self.metric!r}, normalize={self.normalize}, form={self.form!r}, "
             f"reduction={self.reduction!r}"
         )
+
+
+#: The pair / triplet losses by name (training's ``metric.loss`` choices besides the
+#: margin-softmax heads of :mod:`facecore.models.margin`).
+PAIR_LOSSES: dict[str, type[nn.Module]] = {
+    "triplet": TripletMarginLoss,
+    "contrastive": ContrastiveLoss,
+}

@@ -44,7 +44,7 @@ from torch import nn
 
 from facecore.losses._inputs import check_embeddings_and_labels
 
-__all__ = ["ArcFace", "CosFace", "SphereFace"]
+__all__ = ["MARGIN_HEADS", "ArcFace", "CosFace", "SphereFace"]
 
 
 def _check_dims(embedding_dim: int, num_classes: int) -> None:
@@ -190,3 +190,11 @@ class SphereFace(_MarginHead):
             with torch.no_grad():
                 self.iteration.add_(1)
         return self._logits(cos, labels, phi)
+
+
+#: Margin-softmax heads by name (training's ``metric.loss`` choices besides the pair losses).
+MARGIN_HEADS: dict[str, type[_MarginHead]] = {
+    "arcface": ArcFace,
+    "cosface": CosFace,
+    "sphereface": SphereFace,
+}
