@@ -10,8 +10,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import facecore.ops.matching as M
-from facecore.losses.distances import LpDistance
 from facecore.losses import ContrastiveLoss, TripletMarginLoss
+from facecore.losses.distances import LpDistance
 from facecore.losses.miners import TripletMarginMiner
 
 X = torch.randn(4, 3)

@@ -9,8 +9,8 @@ import torch
 from matching_cases import pk_batch
 
 import facecore.ops.matching as M
-from facecore.losses.distances import CosineSimilarity, LpDistance
 from facecore.losses import ContrastiveLoss, TripletMarginLoss
+from facecore.losses.distances import CosineSimilarity, LpDistance
 from facecore.losses.miners import BatchHardMiner, TripletMarginMiner
 from facecore.reference import matching as R
 

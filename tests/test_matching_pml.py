@@ -17,8 +17,8 @@ from pytorch_metric_learning import losses as pml_l
 from pytorch_metric_learning import miners as pml_m
 from pytorch_metric_learning import reducers as pml_r
 
-from facecore.losses.distances import CosineSimilarity, LpDistance
 from facecore.losses import ContrastiveLoss, TripletMarginLoss
+from facecore.losses.distances import CosineSimilarity, LpDistance
 from facecore.losses.miners import BatchHardMiner, TripletMarginMiner
 from facecore.reference import matching as R
 

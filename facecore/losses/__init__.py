@@ -16,7 +16,12 @@ from facecore.losses import distances, miners
 from facecore.losses.center import CenterLoss
 from facecore.losses.distances import CosineSimilarity, LpDistance
 from facecore.losses.metric import ContrastiveLoss, MatchingLoss, TripletMarginLoss
-from facecore.losses.miners import AllTripletsMiner, BatchHardMiner, TripletMarginMiner, TripletMiner
+from facecore.losses.miners import (
+    AllTripletsMiner,
+    BatchHardMiner,
+    TripletMarginMiner,
+    TripletMiner,
+)
 from facecore.losses.ordinal import CoralLoss, CornLoss
 
 __all__ = [

@@ -181,7 +181,7 @@ def check_run_name(name: str, storage: str | os.PathLike | None = None, key: str
     )
     if bad:
         raise ConfigError(
-            f"{key} must be a plain folder name (no '/' or '\\\\', not '.' or '..'), got {name!r}"
+            f"{key} must be a plain folder name (no '/' or '\\', not '.' or '..'), got {name!r}"
         )
     if storage is not None and "://" not in str(storage):
         root = Path(storage).expanduser().resolve()
