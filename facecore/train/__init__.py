@@ -14,7 +14,8 @@ Layers (each imports only the ones above it):
   machinery; :mod:`facecore.train.tasks`: the task registry, one module per task
   (config section, objective, metrics, plots, export settings), see its docstring for
   how to add a task; :mod:`facecore.train.config`: ``load_config`` and friends.
-* :mod:`facecore.train.datasets`: the dataset and its ``train`` / ``valid`` / ``test``
+* :mod:`facecore.train.optim`: optimisers and schedules by name;
+  :mod:`facecore.train.datasets`: the dataset and its ``train`` / ``valid`` / ``test``
   splits; :mod:`facecore.train.evaluation`: outputs and metrics of a split;
   :mod:`facecore.train.checkpoints`: checkpoint files.
 * :mod:`facecore.train.loops`: ``train_loop_per_worker`` (DDP, sharded validation,

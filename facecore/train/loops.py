@@ -25,7 +25,6 @@ continues at the next epoch.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ from facecore.train.checkpoints import (
 from facecore.train.config import config_from_dict, config_to_dict
 from facecore.train.datasets import Splits, build_splits
 from facecore.train.evaluation import evaluate, predict_dataset
+from facecore.train.optim import build_optimizer, build_scheduler
 from facecore.train.progress import format_progress
 from facecore.train.sections import TrainConfig
 from facecore.train.tasks import get_task
@@ -175,27 +175,6 @@ class RayTrainSession(Session):
 # ---------------------------------------------------------------- building
 
 
-def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    """``optim.name`` over ``params`` (the caller passes the trainable ones)."""
-    o = cfg.optim
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return cls(params, lr=o.lr, weight_decay=o.weight_decay)
-
-
-def build_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
-    """``optim.scheduler``, stepped once per epoch."""
-    o = cfg.optim
-    if o.scheduler == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, o.epochs) / o.epochs))
-        )
-    if o.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
-
-
 def _sharded_outputs(
     cfg: TrainConfig, model: nn.Module, dataset: Subset, session: Session
 ) -> dict[str, torch.Tensor]:
@@ -265,8 +244,8 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
         objective.load_checkpoint_state(state.get("objective") or {})
     wrapped = session.prepare_model(objective)
     params = [p for p in wrapped.parameters() if p.requires_grad]
-    opt = build_optimizer(cfg, params)
-    sched = build_scheduler(cfg, opt)
+    opt = build_optimizer(cfg.optim, params)
+    sched = build_scheduler(cfg.optim, opt)
     history: list[dict[str, Any]] = []
     start = 1
     if state is not None:

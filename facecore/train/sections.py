@@ -19,24 +19,19 @@ from typing import Any, ClassVar, Union
 
 from facecore.data.registry import DATASETS
 from facecore.models.backbones import BACKBONES
+from facecore.train.optim import OPTIMIZERS, SCHEDULERS
 
 __all__ = [
     "ConfigError",
     "DataConfig",
     "ModelConfig",
-    "OPTIMIZERS",
     "OptimConfig",
     "RunSettings",
-    "SCHEDULERS",
     "TrainConfig",
     "build_section",
     "check_run_name",
     "choices",
 ]
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "cosine", "step")
-
 
 class ConfigError(ValueError):
     """A configuration problem; the message is one line naming the key and the expected value."""
