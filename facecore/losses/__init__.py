@@ -3,12 +3,14 @@
 * ordinal: :class:`CoralLoss`, :class:`CornLoss` (fused ops)
 * metric learning: :class:`TripletMarginLoss`, :class:`ContrastiveLoss` (fused ops,
   composed from :mod:`facecore.distances` and :mod:`facecore.miners`),
-  :class:`CenterLoss` (Wen et al.)
+  :class:`CenterLoss` (Wen et al.), :class:`SoftmaxLoss` (plain cross-entropy over
+  identities, the baseline embedding objective)
 """
 
 from facecore.losses.center import CenterLoss
 from facecore.losses.metric import ContrastiveLoss, MatchingLoss, TripletMarginLoss
 from facecore.losses.ordinal import CoralLoss, CornLoss
+from facecore.losses.softmax import SoftmaxLoss
 
 __all__ = [
     "CenterLoss",
@@ -16,5 +18,6 @@ __all__ = [
     "CoralLoss",
     "CornLoss",
     "MatchingLoss",
+    "SoftmaxLoss",
     "TripletMarginLoss",
 ]
