@@ -146,6 +146,7 @@ def group_report(
     confidence: float = 0.95,
     min_group_size: int = 1,
     seed: int = 0,
+    n_boot: int = 200,
 ) -> GroupReport:
     """The task's metrics of ``out`` per value of label ``group`` (see the module doc).
     ``target``: the label scored against (default: ``gender`` / the binary attribute,
@@ -193,7 +194,8 @@ def group_report(
                 "mae_expected": mae_estimate(out.outputs["expected"][mask] + shift, y[mask], **kw),
             }
         s, same = pair_scores(out.outputs["embedding"][mask], y[mask], seed=seed)
-        est = verification_estimates(s, same, far=far, confidence=confidence, seed=seed)
+        est = verification_estimates(s, same, far=far, confidence=confidence, seed=seed,
+                                     n_boot=n_boot)
         auc = _auc(s, same.astype(np.int64)) if len(s) else float("nan")
         return {"tar_at_far": est["tar_at_far"], "eer": est["eer"], "auc": auc,
                 "genuine_pairs": int(same.sum()), "impostor_pairs": int((~same).sum())}

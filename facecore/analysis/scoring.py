@@ -31,15 +31,16 @@ def metric_name(task: str, far: float = 0.01) -> str:
     return {"classification": "accuracy", "regression": "mae"}.get(task, f"tar@far={far:g}")
 
 
-def accuracy_estimate(pred, target, *, clusters=None, confidence=0.95, seed=0) -> Estimate:
-    return proportion(
-        np.asarray(pred) == np.asarray(target), clusters=clusters, confidence=confidence, seed=seed
-    )
+def accuracy_estimate(pred, target, *, clusters=None, confidence=0.95, seed=0,
+                      n_boot=2000) -> Estimate:
+    return proportion(np.asarray(pred) == np.asarray(target), clusters=clusters,
+                      confidence=confidence, seed=seed, n_boot=n_boot)
 
 
-def mae_estimate(pred, target, *, clusters=None, confidence=0.95, seed=0) -> Estimate:
+def mae_estimate(pred, target, *, clusters=None, confidence=0.95, seed=0,
+                 n_boot=2000) -> Estimate:
     err = np.abs(np.asarray(pred, np.float64) - np.asarray(target, np.float64))
-    return mean_estimate(err, clusters=clusters, confidence=confidence, seed=seed)
+    return mean_estimate(err, clusters=clusters, confidence=confidence, seed=seed, n_boot=n_boot)
 
 
 def pair_scores(
@@ -83,7 +84,7 @@ def verification_estimates(
     *,
     far: float = 0.01,
     confidence: float = 0.95,
-    n_boot: int = 300,
+    n_boot: int = 200,
     seed: int = 0,
 ) -> dict[str, Estimate]:
     """``{"tar_at_far": ..., "eer": ...}`` of pair scores (cosine similarities), with pair

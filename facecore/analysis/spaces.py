@@ -85,8 +85,8 @@ def train_embedder(
     augment: bool = True,
 ) -> nn.Module:
     """Train a :class:`~facecore.models.FaceEmbedder` on the ``identity`` labels of
-    ``dataset`` (rows ``indices``) with objective ``loss`` for ``steps`` P x K batches;
-    returned in eval mode."""
+    ``dataset`` (rows ``indices``) with objective ``loss`` for ``steps`` P x K batches (P at
+    most the number of identities); returned in eval mode."""
     from facecore.data import PKSampler
     from facecore.models import FaceEmbedder
 
@@ -102,7 +102,9 @@ def train_embedder(
     params = list(model.parameters()) + list(objective.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    sampler = PKSampler(local, p, k, seed=seed, batches_per_epoch=steps)
+    if len(uniq) < 2:
+        raise ValueError(f"train_embedder needs at least 2 identities, got {len(uniq)}")
+    sampler = PKSampler(local, min(p, len(uniq)), k, seed=seed, batches_per_epoch=steps)
     tf = preprocess.train_transform() if augment else preprocess.eval_transform()
     lut = torch.full((int(ids.max()) + 1,), -1, dtype=torch.long)
     lut[torch.as_tensor(uniq)] = torch.arange(len(uniq))

@@ -71,7 +71,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     den = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the ends
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
 
 
 def _cluster_bootstrap(
@@ -110,7 +112,7 @@ def proportion(
         return Estimate(float("nan"), float("nan"), float("nan"), 0, "none", confidence)
     value = float(c.mean())
     if _repeated(clusters):
-        lo, hi = _cluster_bootstrap(c, np.asarray(clusters)[: n], n_boot, seed, confidence)
+        lo, hi = _cluster_bootstrap(c, np.asarray(clusters), n_boot, seed, confidence)
         return Estimate(value, lo, hi, n, f"identity bootstrap ({n_boot})", confidence)
     lo, hi = wilson_interval(int(c.sum()), n, confidence)
     return Estimate(value, lo, hi, n, "wilson", confidence)
@@ -148,7 +150,7 @@ def pair_bootstrap(
     same: np.ndarray,
     *,
     confidence: float = 0.95,
-    n_boot: int = 300,
+    n_boot: int = 200,
     seed: int = 0,
 ) -> Estimate:
     """``statistic(scores, same)`` with a percentile interval from resampling genuine and
