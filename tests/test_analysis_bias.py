@@ -66,7 +66,8 @@ def test_matrix_report_and_heatmap(planted, tmp_path):
     assert d["cells"][0][0]["method"].startswith("identity bootstrap")
     assert d["meta"]["split"] == "by identity" and d["meta"]["equal_train_size"]
     md = planted.to_markdown()
-    assert "| **light** |" in md and "gap" in md
+    assert "| **light** |" in md and "gap" in md and "*(majority class)*" in md
+    assert all(abs(c.value - 0.5) < 0.1 for c in planted.extra["baseline"][0])
     png = planted.plot(tmp_path / "bias.png")
     assert png.stat().st_size > 10_000
 
@@ -131,6 +132,10 @@ def test_regression_cells_are_mae():
     # the model trained on group a never saw x1 matter: worse (higher MAE) on group b
     assert v[0, 1] > v[0, 0] + 2 and v[1, 1] < v[0, 1]
     assert m.cells[0][0].method == "student-t"
+    # the training-median baseline row is worse than the models on their own group
+    base = [c.value for c in m.extra["baseline"][0]]
+    assert base[0] > v[0, 0] and base[1] > v[1, 1]
+    assert "*(training median)*" in m.to_markdown()
     assert {g["group"]: g["gap"] for g in m.own_vs_other()}["a"] > 2
 
 

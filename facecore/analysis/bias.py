@@ -89,7 +89,8 @@ class ProbeTrainer:
 
 
 class RegressionProbeTrainer(ProbeTrainer):
-    """Ridge regression probe on frozen features (ages: MAE in the target's unit)."""
+    """Ridge regression probe (``RidgeCV``) on frozen features (ages: MAE in the target's
+    unit)."""
 
     task = "regression"
 
@@ -137,7 +138,9 @@ class MetricProbeTrainer:
 @dataclass
 class BiasMatrix:
     """Rows: training group (+ ``all``); columns: evaluation group; ``cells[r][c]``: the
-    metric with its interval. ``extra`` holds further matrices (``eer`` for verification)."""
+    metric with its interval. ``extra`` holds further matrices: ``eer`` for verification;
+    ``baseline`` (one row) for the others: the constant predictor fitted on each fold's
+    training items (majority class / median), scored on each column's held-out items."""
 
     target: str
     group: str
@@ -201,6 +204,9 @@ class BiasMatrix:
                  "|---|" + "---|" * len(self.cols)]
         for name, row in zip(self.rows, self.cells):
             lines.append(f"| **{name}** | " + " | ".join(c.fmt() for c in row) + " |")
+        if "baseline" in self.extra:
+            what = "majority class" if self.task == "classification" else "training median"
+            lines.append(f"| *({what})* | " + " | ".join(c.fmt() for c in self.extra["baseline"][0]) + " |")
         lines += ["", "| group | own | others (mean) | gap |", "|---|---|---|---|"]
         for g in self.own_vs_other():
             lines.append(f"| {g['group']} | {g['own']:.3f} | {g['other']:.3f} | {g['gap']:+.3f} |")
@@ -273,8 +279,14 @@ def cross_group_matrix(
     rng = np.random.default_rng(seed)
     # predictions[r]: per fold (test indices into `use`, predictions)
     preds: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in row_groups]
+    base: list[tuple[np.ndarray, np.ndarray]] = []  # the constant predictor, for context
     sizes = []
     for f, (tr, te) in enumerate(splits):
+        if task == "classification":
+            vals, cnt = np.unique(y[tr], return_counts=True)
+            base.append((te, np.full(len(te), vals[np.argmax(cnt)])))
+        elif task == "regression":
+            base.append((te, np.full(len(te), float(np.median(y[tr])))))
         n_min = min(int(np.sum(g[tr] == k)) for k in kept)
         sizes.append(n_min)
         for r, k in enumerate(row_groups):
@@ -313,6 +325,18 @@ def cross_group_matrix(
                           n_boot=10 * n_boot))
         cells.append(row)
         eers.append(erow)
+    extra: dict[str, list[list[Estimate]]] = {}
+    if task == "verification":
+        extra["eer"] = eers
+    else:
+        fn = accuracy_estimate if task == "classification" else mae_estimate
+        brow = []
+        for k in kept:
+            te = np.concatenate([t[g[t] == k] for t, _ in base])
+            p = np.concatenate([q[g[t] == k] for t, q in base])
+            brow.append(fn(p, y[te], clusters=None if ident is None else ident[te],
+                           confidence=confidence, seed=seed, n_boot=10 * n_boot))
+        extra["baseline"] = [brow]
     describe = getattr(trainer, "describe", None)
     return BiasMatrix(
         target=target_name,
@@ -323,7 +347,7 @@ def cross_group_matrix(
         cols=cols,
         cells=cells,
         train_sizes=sizes,
-        extra={"eer": eers} if task == "verification" else {},
+        extra=extra,
         excluded=excluded,
         meta={
             "folds": folds,

@@ -15,8 +15,8 @@
     facecore analyze spaces     --data synthetic|folders ... [--group ATTR] [--loss ...]
                                 [--steps N] [--bias-group V --bias-fraction F] --output DIR
 
-Common: ``--bin KEY=EDGES`` adds a label ``KEY_bin`` (e.g. ``--bin age=3,6`` groups
-FairFace's nine age groups into three), ``--data-opt KEY=VALUE`` passes reader /
+Common: ``--bin KEY=EDGES[:NAMES]`` adds a label ``KEY_bin`` (e.g. ``--bin age=3,6`` groups
+FairFace's nine age groups into three; ``--bin race=1:white,other``), ``--data-opt KEY=VALUE`` passes reader /
 generator options (JSON values: ``--data-opt num_samples=1200``), ``--threads N`` caps the
 torch and BLAS threads, ``--seed``. Every command writes JSON + Markdown (and PNGs) under
 ``--output`` and prints the tables.
@@ -57,14 +57,20 @@ def _kv(text: str) -> tuple[str, Any]:
         return k.strip(), v
 
 
-def _bins(text: str) -> tuple[str, list[float]]:
+def _bins(text: str) -> tuple[str, list[float], list[str] | None]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=EDGE,EDGE,..., got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=EDGE,EDGE,...[:NAME,...], got {text!r}")
     k, v = text.split("=", 1)
+    v, _, names = v.partition(":")
     try:
-        return k.strip(), [float(x) for x in v.split(",") if x.strip()]
+        edges = [float(x) for x in v.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"bin edges must be numbers, got {v!r}") from None
+    labels = [n.strip() for n in names.split(",")] if names else None
+    if labels is not None and len(labels) != len(edges) + 1:
+        raise argparse.ArgumentTypeError(
+            f"{len(edges)} bin edges make {len(edges) + 1} bins, got {len(labels)} names")
+    return k.strip(), edges, labels
 
 
 def _data_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -75,8 +81,8 @@ def _data_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     g.add_argument("--data-root", metavar="DIR", help="dataset folder (all but synthetic)")
     g.add_argument("--data-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="reader / generator option, e.g. num_samples=1200 or require_age=true")
-    g.add_argument("--bin", type=_bins, action="append", default=[], metavar="KEY=EDGES",
-                   help="add label KEY_bin cut at EDGES, e.g. age=3,6")
+    g.add_argument("--bin", type=_bins, action="append", default=[], metavar="KEY=EDGES[:NAMES]",
+                   help="add label KEY_bin cut at EDGES, e.g. age=3,6 or race=1:white,other")
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
@@ -241,8 +247,10 @@ def _embeddings(a) -> Any:
             emb = extract_embeddings(a.model, ds, layer=a.layer, batch_size=a.batch_size,
                                      preprocess=_preprocess(a.preprocess))
         emb.meta["data"] = {"name": a.data, "root": a.data_root, "options": dict(a.data_opt)}
-    for key, edges in getattr(a, "bin", []):
+    for key, edges, names in getattr(a, "bin", []):
         emb = emb.binned(key, edges)
+        if names:
+            emb.label_names[f"{key}_bin"] = names
     return emb
 
 
@@ -300,8 +308,10 @@ def _cmd_probe(a) -> int:
             raise _Usage("--baseline-pixels with --pixels probes the pixels twice")
         ds = _open(a)
         px = pixel_embeddings(ds, size=a.pixel_size)
-        for key, edges in a.bin:
+        for key, edges, names in a.bin:
             px = px.binned(key, edges)
+            if names:
+                px.label_names[f"{key}_bin"] = names
         sets[f"pixels {a.pixel_size}x{a.pixel_size}"] = px
     results: dict[str, list] = {}
     for name, e in sets.items():
@@ -344,11 +354,11 @@ def _cmd_groups(a) -> int:
         raise _Usage(f"model not found: {a.model}")
     ds = _open(a)
     outs = model_outputs(a.model, ds, preprocess=_preprocess(a.preprocess), batch_size=a.batch_size)
-    for key, edges in a.bin:
+    for key, edges, names in a.bin:
         if key not in outs.labels:
             raise _Usage(f"--bin {key}: the dataset has no label {key!r} ({sorted(outs.labels)})")
-        outs.labels[f"{key}_bin"], outs.label_names[f"{key}_bin"] = bin_values(
-            outs.labels[key], edges, outs.label_names.get(key))
+        outs.labels[f"{key}_bin"], auto = bin_values(outs.labels[key], edges, outs.label_names.get(key))
+        outs.label_names[f"{key}_bin"] = names or auto
     out = Path(a.output)
     for g in a.group:
         rep = group_report(outs, g, target=a.target, far=a.far, min_group_size=a.min_group,

@@ -7,8 +7,12 @@ InsightFace publishes per race).
 * age models: ``mae`` of the predicted label and ``mae_expected`` of the expected rank, in
   years when the model records an age offset and the dataset has ``age_years``, else in
   classes against the dataset's ``age`` labels;
-* embedders: verification over the pairs *within* each group: ``tar_at_far`` (at ``far``)
-  and ``eer`` of cosine similarities (pair-bootstrap intervals), ``auc``.
+* embedders: verification over the pairs *within* each group: ``tar_at_far`` (at ``far``,
+  the group's own threshold) and ``eer`` of cosine similarities (pair-bootstrap intervals),
+  ``auc``; and at **one global threshold** (the one reaching ``far`` on all pairs, as a
+  deployed system would use) each group's false match rate ``fmr_global`` and false
+  non-match rate ``fnmr_global`` (Wilson intervals over pairs), the NIST FRVT view of
+  demographic differentials.
 
 :func:`model_outputs` runs the model once over the dataset (any model source of
 :func:`facecore.analysis.load_analysis_model`); :func:`group_report` then scores any group
@@ -32,7 +36,7 @@ from facecore.analysis.scoring import (
     pair_scores,
     verification_estimates,
 )
-from facecore.analysis.stats import Estimate
+from facecore.analysis.stats import Estimate, proportion
 
 __all__ = ["GroupReport", "ModelOutputs", "group_report", "model_outputs"]
 
@@ -178,6 +182,14 @@ def group_report(
         raise KeyError(f"the dataset has no {target!r} labels to score a {task} model against")
     y = out.labels[target]
     meta["target"] = target
+    global_thr = None
+    if task == "embedding":
+        from facecore.metrics import tar_at_far
+
+        s_all, same_all = pair_scores(out.outputs["embedding"], y, seed=seed)
+        if same_all.any() and (~same_all).any():
+            global_thr = float(tar_at_far(torch.as_tensor(s_all), torch.as_tensor(same_all), far).threshold)
+        meta["global_threshold"] = global_thr
 
     def metrics(mask: np.ndarray) -> dict[str, Any]:
         cl = None if ident is None else ident[mask]
@@ -197,8 +209,13 @@ def group_report(
         est = verification_estimates(s, same, far=far, confidence=confidence, seed=seed,
                                      n_boot=n_boot)
         auc = _auc(s, same.astype(np.int64)) if len(s) else float("nan")
-        return {"tar_at_far": est["tar_at_far"], "eer": est["eer"], "auc": auc,
-                "genuine_pairs": int(same.sum()), "impostor_pairs": int((~same).sum())}
+        res = {"tar_at_far": est["tar_at_far"], "eer": est["eer"], "auc": auc}
+        if global_thr is not None:
+            accept = s >= global_thr
+            res["fmr_global"] = proportion(accept[~same], confidence=confidence)
+            res["fnmr_global"] = proportion(~accept[same], confidence=confidence)
+        res.update(genuine_pairs=int(same.sum()), impostor_pairs=int((~same).sum()))
+        return res
 
     rows = []
     for v in np.unique(g):

@@ -26,9 +26,10 @@ def _plt():
 
 
 def _draw(ax, coords: np.ndarray, values: np.ndarray, names: list[str] | None, *, legend: bool,
-          size: float) -> Any:
+          size: float, ordinal: bool = False) -> Any:
     """Scatter ``coords`` (2 or 3 columns) coloured by ``values``: categorical (named or
-    integer with few values) with a legend, else continuous with a colour map."""
+    integer with few values) with a legend (``ordinal``: colours in order along viridis),
+    else continuous with a colour map."""
     plt = _plt()
     v = np.asarray(values)
     uniq = np.unique(v)
@@ -41,7 +42,8 @@ def _draw(ax, coords: np.ndarray, values: np.ndarray, names: list[str] | None, *
     for i, u in enumerate(uniq):
         m = v == u
         label = names[int(u)] if names is not None and 0 <= int(u) < len(names) else str(u)
-        ax.scatter(*[c[m] for c in xyz], s=size, color=cmap(i % cmap.N), label=f"{label} ({int(m.sum())})",
+        colour = plt.get_cmap("viridis")(i / max(1, len(uniq) - 1)) if ordinal else cmap(i % cmap.N)
+        ax.scatter(*[c[m] for c in xyz], s=size, color=colour, label=f"{label} ({int(m.sum())})",
                    linewidths=0, alpha=0.85)
     if legend:
         ax.legend(fontsize=7, markerscale=1.5, loc="best", framealpha=0.7)
@@ -49,13 +51,14 @@ def _draw(ax, coords: np.ndarray, values: np.ndarray, names: list[str] | None, *
 
 
 def scatter(coords: np.ndarray, values: np.ndarray, path: Path, *, names: list[str] | None = None,
-            title: str = "", note: str = "") -> Path:
-    """One projection (2-D or 3-D) coloured by one attribute, written to ``path``."""
+            title: str = "", note: str = "", ordinal: bool = False) -> Path:
+    """One projection (2-D or 3-D) coloured by one attribute, written to ``path``
+    (``ordinal``: ordered classes, e.g. age groups, coloured along a sequential map)."""
     plt = _plt()
     three = coords.shape[1] == 3
     fig = plt.figure(figsize=(6.4, 5.6))
     ax = fig.add_subplot(111, projection="3d" if three else None)
-    sc = _draw(ax, coords, values, names, legend=True, size=10 if three else 14)
+    sc = _draw(ax, coords, values, names, legend=True, size=10 if three else 14, ordinal=ordinal)
     if sc is not None:
         fig.colorbar(sc, ax=ax, shrink=0.8)
     ax.set_title(title, fontsize=10)
@@ -126,6 +129,10 @@ def heatmap(m: BiasMatrix, path: Path, title: str | None = None) -> Path:
     ax.set_xlabel(f"evaluated on ({m.group})")
     ax.set_ylabel(f"trained on ({m.group})")
     ax.set_title(title or f"{m.target}: {m.metric} by {m.group} (95% CI)", fontsize=9)
+    if "baseline" in m.extra:
+        what = "majority class" if m.task == "classification" else "training median"
+        vals = ", ".join(f"{e.value:.3f}" for e in m.extra["baseline"][0])
+        fig.text(0.01, 0.01, f"{what}: {vals}", fontsize=7, color="0.35")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

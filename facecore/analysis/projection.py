@@ -112,6 +112,7 @@ def projection_figures(
                     proj.coords, values, path, names=names,
                     title=f"{title or 'embeddings'}: {method.upper()} {dim}-D, colour = {a}",
                     note=f"{len(emb)} items, {emb.dim}-D {source}; {setting}",
+                    ordinal=a.startswith("age"),
                 )
                 written.append({"file": str(path), "method": method, "dim": dim, "attribute": a,
                                 "info": proj.info})
