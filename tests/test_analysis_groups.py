@@ -133,6 +133,16 @@ def test_train_embedder_learns_identities(loss):
     assert after[key] > 3 * before[key], (before, after)  # ~0.016 -> 0.08-0.12 when written
 
 
+def test_balanced_identities_spread_evenly():
+    from facecore.analysis.spaces import balanced_identities
+
+    ident = np.arange(60)
+    group = np.repeat([0, 1, 2], [40, 5, 15])
+    chosen = balanced_identities(ident, group, ident, 14)
+    assert np.bincount(group[chosen]).tolist() == [5, 4, 5] or np.bincount(group[chosen]).tolist() == [5, 5, 4]
+    assert len(np.unique(chosen)) == 14
+
+
 def test_biased_identities_keep_the_fraction():
     ident = np.arange(100)
     group = np.repeat([0, 1, 2], [40, 30, 30])
@@ -154,4 +164,7 @@ def test_compare_spaces_small(tmp_path):
     assert len(res.figures) == 2 and all((tmp_path / f).stat().st_size > 5000 for f in res.figures)
     meta = res.meta["settings"]["biased (light 80%)"]["identities_per_group"]
     assert meta["light"] > meta["medium"] + meta["dark"]
+    bal = res.meta["settings"]["balanced"]
+    assert bal["train_identities"] == res.meta["settings"]["biased (light 80%)"]["train_identities"]
+    assert max(bal["identities_per_group"].values()) - min(bal["identities_per_group"].values()) <= 1
     assert "| balanced | softmax | all |" in res.to_markdown()

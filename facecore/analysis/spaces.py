@@ -17,8 +17,10 @@ test or a notebook; with ``metric.loss=softmax`` in the training config (phase 2
 same runs go through ``facecore train``.
 
 Evaluation (:func:`compare_spaces`): the people are split once into training and held-out
-identities (stratified by group); the biased setting keeps the number of training
-identities but draws ``bias_fraction`` of them from ``bias_group``. Held-out embeddings
+identities (stratified by group); the biased setting draws ``bias_fraction`` of its
+training identities from ``bias_group`` (all that group has, the rest from the others),
+the balanced setting the same number evenly from every group, so the two differ in
+composition only. Held-out embeddings
 are scored with :func:`facecore.metrics.retrieval_metrics` (precision@1, R-precision,
 MAP@R, NMI, AMI; every held-out image a query against the others), on all of them and
 within each group.
@@ -41,6 +43,7 @@ from facecore.analysis.embeddings import Embeddings, extract_embeddings
 __all__ = [
     "SPACE_LOSSES",
     "SpaceComparison",
+    "balanced_identities",
     "biased_identities",
     "compare_spaces",
     "embedding_objective",
@@ -151,6 +154,24 @@ def biased_identities(
     return np.sort(np.concatenate([mine[:n_mine], rest[:n_rest]]).astype(np.int64))
 
 
+def balanced_identities(
+    identity: np.ndarray, group: np.ndarray, candidates: np.ndarray, n: int, *, seed: int = 0
+) -> np.ndarray:
+    """``n`` of the identities ``candidates``, as evenly spread over the groups as they allow."""
+    gid = {int(i): int(g) for i, g in zip(identity, group)}
+    rng = np.random.default_rng(seed + 1)
+    pools = {}
+    for c in np.asarray(candidates).tolist():
+        pools.setdefault(gid[int(c)], []).append(int(c))
+    pools = {g: list(rng.permutation(v)) for g, v in sorted(pools.items())}
+    chosen: list[int] = []
+    while len(chosen) < min(n, len(candidates)):
+        for g in pools:
+            if pools[g] and len(chosen) < n:
+                chosen.append(pools[g].pop())
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
 @dataclass
 class SpaceComparison:
     """``rows``: ``{"setting", "loss", "group", "metrics": {...}, "n"}`` (``group="all"`` and
@@ -221,9 +242,13 @@ def compare_spaces(
     train_ids, test_ids = _split_identities(ident, grp, test_fraction, seed)
     settings = {"balanced": train_ids}
     if bias_group is not None:
-        settings[f"biased ({gnames[bias_group]} {bias_fraction:.0%})"] = biased_identities(
+        biased = biased_identities(
             ident, grp, train_ids, bias_group=bias_group, bias_fraction=bias_fraction, seed=seed
         )
+        # the same number of training identities in both settings, so they differ only in
+        # who is in them: as many from every group in the balanced one
+        settings["balanced"] = balanced_identities(ident, grp, train_ids, len(biased), seed=seed)
+        settings[f"biased ({gnames[bias_group]} {bias_fraction:.0%})"] = biased
     test_idx = np.nonzero(np.isin(ident, test_ids))[0]
     rows, panels, embs = [], [], {}
     meta: dict[str, Any] = {"seed": seed, "test_identities": len(test_ids), "test_images": len(test_idx),
