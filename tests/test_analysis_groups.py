@@ -52,6 +52,7 @@ def test_gender_report_matches_hand_computation(faces, tmp_path):
     bw = rep.best_worst()
     vals = [r["metrics"]["accuracy"].value for r in rep.rows if r["group"] != "all"]
     assert bw["gap"] == pytest.approx(max(vals) - min(vals))
+    assert isinstance(bw["intervals_disjoint"], bool)
     md = rep.to_markdown()
     assert "| **all** |" in md and "gap" in md
     assert rep.to_dict()["rows"][0]["accuracy"]["method"].startswith("identity bootstrap")

@@ -74,7 +74,8 @@ def model_outputs(
 @dataclass
 class GroupReport:
     """``rows``: one per group (plus ``all``) with ``n`` and the metrics (Estimates);
-    ``primary``: the metric the gap is computed on."""
+    ``primary``: the metric the gap is computed on; :meth:`best_worst` also says whether the
+    best and worst groups' intervals are disjoint."""
 
     task: str
     group: str
@@ -96,8 +97,11 @@ class GroupReport:
         key = lambda r: r["metrics"][self.primary].value  # noqa: E731
         best = max(rows, key=key) if self.higher_is_better else min(rows, key=key)
         worst = min(rows, key=key) if self.higher_is_better else max(rows, key=key)
+        b, w = best["metrics"][self.primary], worst["metrics"][self.primary]
+        separated = b.low > w.high if self.higher_is_better else b.high < w.low
         return {"best": best["group"], "best_value": key(best), "worst": worst["group"],
-                "worst_value": key(worst), "gap": abs(key(best) - key(worst))}
+                "worst_value": key(worst), "gap": abs(key(best) - key(worst)),
+                "intervals_disjoint": bool(separated)}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,8 +132,10 @@ class GroupReport:
             lines.append(f"| {name} | {r['n']} | " + " | ".join(cells) + " |")
         bw = self.best_worst()
         if bw:
+            verdict = ("95% intervals disjoint" if bw["intervals_disjoint"]
+                       else "95% intervals overlap: not a clear difference")
             lines += ["", f"{self.primary}: best {bw['best']} ({bw['best_value']:.3f}), worst "
-                          f"{bw['worst']} ({bw['worst_value']:.3f}), gap {bw['gap']:.3f}"]
+                          f"{bw['worst']} ({bw['worst_value']:.3f}), gap {bw['gap']:.3f} ({verdict})"]
         return "\n".join(lines)
 
 

@@ -48,6 +48,9 @@ class Estimate:
     def to_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
 
+    def __str__(self) -> str:
+        return f"{self.fmt()} ({self.method}, n={self.n})"
+
     def fmt(self, digits: int = 3) -> str:
         if math.isnan(self.value):
             return "n/a"
