@@ -8,6 +8,7 @@
     facecore eval CHECKPOINT [--data-root DIR] [--json]
     facecore export CHECKPOINT --output DIR
     facecore predict --model DIR IMAGE... [--json] [--detect]
+    facecore analyze embeddings|probe|bias|groups|spaces ...   (facecore.analysis.cli)
     facecore bench [PYTEST_ARGS...]
 
 Usage errors (unknown option, bad config key, unknown head, missing data root,
@@ -132,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run benchmarks/ with pytest-benchmark; extra arguments go to pytest.",
     )
     b.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
+
+    from facecore.analysis.cli import add_parser as add_analyze_parser
+
+    add_analyze_parser(sub)
     return p
 
 
@@ -318,12 +323,19 @@ def _cmd_bench(a) -> int:
     return subprocess.call(cmd, cwd=root)
 
 
+def _cmd_analyze(a) -> int:
+    from facecore.analysis.cli import run
+
+    return run(a)
+
+
 _COMMANDS = {
     "train": _cmd_train,
     "eval": _cmd_eval,
     "export": _cmd_export,
     "predict": _cmd_predict,
     "bench": _cmd_bench,
+    "analyze": _cmd_analyze,
 }
 
 

@@ -30,8 +30,8 @@ __all__ = ["DATASETS", "DatasetEntry", "open_dataset"]
 @dataclass(frozen=True)
 class DatasetEntry:
     """How to open one dataset: ``opener(root, csv, transform, options) -> FaceDataset``
-    (``options``: the synthetic generator's settings, ignored by readers); whether it
-    needs a ``root`` folder / a ``csv`` file; one line of description."""
+    (``options``: keyword arguments of the reader, or of the synthetic generator); whether
+    it needs a ``root`` folder / a ``csv`` file; one line of description."""
 
     opener: Callable[[Any, Any, Any, dict[str, Any]], FaceDataset]
     description: str
@@ -40,35 +40,34 @@ class DatasetEntry:
 
 
 def _synthetic(root, csv, transform, options) -> FaceDataset:
-    kwargs = {k: options[k] for k in ("image_size", "num_classes", "seed") if k in options}
-    if options.get("num_identities") is not None:
-        kwargs["num_identities"] = options["num_identities"]
-    return SyntheticFaces(options.get("num_samples", 2000), transform=transform, **kwargs)
+    options = dict(options)
+    return SyntheticFaces(int(options.pop("num_samples", 2000)), transform=transform, **options)
+
+
+def _reader(cls: type, **fixed: Any) -> Callable[..., FaceDataset]:
+    def opener(root, csv, transform, options) -> FaceDataset:
+        return cls(root, transform=transform, **fixed, **options)
+
+    return opener
 
 
 def _coral_csv(dataset: str) -> Callable[..., FaceDataset]:
     def opener(root, csv, transform, options) -> FaceDataset:
-        return CoralCSV(csv, root, dataset=dataset, transform=transform)
+        return CoralCSV(csv, root, dataset=dataset, transform=transform, **options)
 
     return opener
 
 
 DATASETS: dict[str, DatasetEntry] = {
     "synthetic": DatasetEntry(_synthetic, "procedural faces (no files)", needs_root=False),
-    "utkface": DatasetEntry(lambda r, c, t, o: UTKFace(r, transform=t), "UTKFace JPEG folder"),
-    "afad": DatasetEntry(lambda r, c, t, o: AFADFolder(r, transform=t), "AFAD AGE/GENDER/ID.jpg"),
+    "utkface": DatasetEntry(_reader(UTKFace), "UTKFace JPEG folder"),
+    "afad": DatasetEntry(_reader(AFADFolder), "AFAD AGE/GENDER/ID.jpg"),
     "morph2": DatasetEntry(_coral_csv("morph2"), "MORPH-2 + CORAL CSV", needs_csv=True),
     "cacd": DatasetEntry(_coral_csv("cacd"), "CACD + CORAL CSV", needs_csv=True),
-    "celeba": DatasetEntry(
-        lambda r, c, t, o: CelebA(r, split=None, transform=t), "CelebA (attributes, identities)"
-    ),
-    "fairface": DatasetEntry(lambda r, c, t, o: FairFace(r, transform=t), "FairFace age groups"),
-    "folders": DatasetEntry(
-        lambda r, c, t, o: IdentityFolders(r, transform=t), "one folder per identity (ORL)"
-    ),
-    "london": DatasetEntry(
-        lambda r, c, t, o: LondonFaces(r, transform=t), "Face Research Lab London Set (labels.csv)"
-    ),
+    "celeba": DatasetEntry(_reader(CelebA, split=None), "CelebA (attributes, identities)"),
+    "fairface": DatasetEntry(_reader(FairFace), "FairFace age groups"),
+    "folders": DatasetEntry(_reader(IdentityFolders), "one folder per identity (ORL)"),
+    "london": DatasetEntry(_reader(LondonFaces), "Face Research Lab London Set (labels.csv)"),
 }
 
 
@@ -83,8 +82,9 @@ def open_dataset(
     """Open dataset ``name`` (a key of :data:`DATASETS`) whole (no split).
 
     ``root``: the image folder (readers); ``csv``: the CORAL CSV (``morph2`` / ``cacd``);
-    ``options``: ``num_samples``, ``image_size``, ``num_classes``, ``num_identities``,
-    ``seed`` for ``synthetic``. Raises ``ValueError`` naming what is missing.
+    ``options``: keyword arguments of the reader (e.g. ``age_range``, ``require_age``) or,
+    for ``synthetic``, of :class:`~facecore.data.SyntheticFaces` plus ``num_samples``
+    (default 2000). Raises ``ValueError`` naming what is missing.
     """
     entry = DATASETS.get(name)
     if entry is None:

@@ -6,7 +6,8 @@ compose, named as in pytorch-metric-learning (PML): ``losses``, ``distances``, `
   composed from a distance (:mod:`facecore.losses.distances`: :class:`LpDistance`,
   :class:`CosineSimilarity`) and a miner (:mod:`facecore.losses.miners`:
   :class:`TripletMarginMiner`, :class:`BatchHardMiner`, :class:`AllTripletsMiner`);
-  :class:`CenterLoss` (Wen et al.)
+  :class:`CenterLoss` (Wen et al.), :class:`SoftmaxLoss` (plain cross-entropy over
+  identities, the baseline embedding objective)
 
 Margin-softmax heads (ArcFace, CosFace, SphereFace) hold trained class weights and live
 in :mod:`facecore.models.margin`.
@@ -23,6 +24,7 @@ from facecore.losses.miners import (
     TripletMiner,
 )
 from facecore.losses.ordinal import CoralLoss, CornLoss
+from facecore.losses.softmax import SoftmaxLoss
 
 __all__ = [
     "AllTripletsMiner",
@@ -34,6 +36,7 @@ __all__ = [
     "CosineSimilarity",
     "LpDistance",
     "MatchingLoss",
+    "SoftmaxLoss",
     "TripletMarginLoss",
     "TripletMarginMiner",
     "TripletMiner",

@@ -71,12 +71,16 @@ def preprocess_for(cfg: DataConfig) -> T.PreprocessConfig:
 
 def open_data(cfg: DataConfig, transform: Any = None) -> Dataset:
     """The whole dataset of ``cfg`` (no split) with ``transform``."""
-    try:
-        return open_dataset(
-            cfg.name, cfg.root, csv=cfg.csv, transform=transform, num_samples=cfg.num_samples,
-            image_size=cfg.image_size, num_classes=cfg.num_classes,
-            num_identities=cfg.num_identities, seed=cfg.seed,
+    options: dict[str, Any] = {}
+    if cfg.name == "synthetic":  # the generator's settings; readers take their files as they are
+        options = dict(
+            num_samples=cfg.num_samples, image_size=cfg.image_size, num_classes=cfg.num_classes,
+            seed=cfg.seed,
         )
+        if cfg.num_identities is not None:
+            options["num_identities"] = cfg.num_identities
+    try:
+        return open_dataset(cfg.name, cfg.root, csv=cfg.csv, transform=transform, **options)
     except ValueError as exc:
         raise ConfigError(f"data.name={cfg.name!r}: {exc}") from None
 
