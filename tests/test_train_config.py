@@ -149,4 +149,4 @@ def test_choice_lists_are_defined_once_next_to_what_they_name():
     assert allowed(OrdinalOptions, "head") == tuple(HEADS)
     assert allowed(MetricOptions, "miner") == tuple(MINERS)
     assert allowed(MetricOptions, "loss") == METRIC_LOSSES == (
-        "triplet", "contrastive", "arcface", "cosface", "sphereface")
+        "triplet", "contrastive", "softmax", "arcface", "cosface", "sphereface")

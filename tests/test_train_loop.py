@@ -223,6 +223,7 @@ def test_plots_written_and_missing_matplotlib_is_clear(tmp_path, monkeypatch):
         ["metric.loss=sphereface", "metric.sphereface_m=4"],
         ["metric.loss=contrastive", "metric.neg_margin=0.5"],
         ["metric.loss=triplet", "metric.miner=batch_hard"],
+        ["metric.loss=softmax"],
     ],
 )
 def test_embedding_objectives_train_every_part(extra):
@@ -237,8 +238,12 @@ def test_embedding_objectives_train_every_part(extra):
     loss.backward()
     assert emb.shape == (12, 8) and torch.isfinite(loss) and loss > 0
     for name, p in obj.named_parameters():
-        if name.startswith(("head.", "center.")):  # margin head / centres are trained too
+        if name.startswith(("head.", "center.", "softmax.")):  # classifiers / centres train too
             assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
+    if cfg.metric.loss == "softmax":  # plain CE over identities through SoftmaxLoss's classifier
+        want = torch.nn.functional.cross_entropy(obj.softmax.fc(emb), y)
+        torch.testing.assert_close(loss, want)
+        assert obj.softmax.num_classes == 5 and "softmax.fc.weight" in obj.checkpoint_state()
 
 
 def test_margins_have_one_key_per_meaning():

@@ -166,3 +166,82 @@ def test_two_photos_per_person_trains_and_reports_the_protocol(london_dir, tmp_p
     assert ev["test_protocol"] == "identity-disjoint" and ev["split_by"] == "identity"
     assert all(np.isfinite(ev[k]) for k in ("test_auc", "test_eer"))
     assert 0.0 <= ev["test_auc"] <= 1.0 and ev["split_sizes"]["test"] % 2 == 0
+
+
+# ------------------------------------------------------------ data.include / max_train_samples
+
+
+@pytest.mark.parametrize("task_config", ["gender_synthetic", "embedding_triplet_synthetic"])
+def test_include_filters_each_split_after_the_split(task_config):
+    """``data.include`` keeps the named values in every split and moves no item between
+    splits: each filtered split is the unfiltered split's items with that value, so the
+    matching task's splits stay identity-disjoint."""
+    base = ["data.num_samples=800", "data.num_identities=200", "data.seed=3",
+            "data.fractions=[0.6, 0.2, 0.2]"]
+    whole = build_splits(load_config(task_config, base))
+    sub = build_splits(load_config(task_config, [*base, "data.include={race: [0, 2]}"]))
+    race = whole.dataset.targets("race").numpy()
+    for name in SPLITS:
+        want = [i for i in whole.indices[name] if race[i] in (0, 2)]
+        assert sub.indices[name] == want and want, name
+    both = build_splits(load_config(task_config, [*base, "data.include={race: [1], gender: [0]}"]))
+    g = whole.dataset.targets("gender").numpy()
+    assert all(race[i] == 1 and g[i] == 0 for s in SPLITS for i in both.indices[s])
+    if task_config.startswith("embedding"):
+        ident = whole.dataset.targets("identity").numpy()
+        people = [set(ident[sub.indices[s]]) for s in SPLITS]
+        assert not (people[0] & people[1] or people[0] & people[2] or people[1] & people[2])
+
+
+@pytest.mark.parametrize("task_config", ["gender_synthetic", "embedding_triplet_synthetic"])
+def test_max_train_samples_caps_the_training_split(task_config):
+    base = ["data.num_samples=400", "data.num_identities=80", "data.include={race: [1]}"]
+    full = build_splits(load_config(task_config, base))
+    cap = build_splits(load_config(task_config, [*base, "data.max_train_samples=37"]))
+    again = build_splits(load_config(task_config, [*base, "data.max_train_samples=37"]))
+    assert cap.indices["train"] == again.indices["train"]  # seeded
+    assert set(cap.indices["train"]) < set(full.indices["train"])
+    assert cap.indices["valid"] == full.indices["valid"] and cap.indices["test"] == full.indices["test"]
+    n = len(cap.indices["train"])
+    if task_config.startswith("embedding"):  # whole people: none split by the cap
+        ident = full.dataset.targets("identity").numpy()
+        kept = set(ident[cap.indices["train"]])
+        assert n <= 37 and n > 37 - 12
+        assert all(i in cap.indices["train"] for i in full.indices["train"] if ident[i] in kept)
+    else:
+        assert n == 37
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["data.include=race"], r"data.include must be dict\[str, list\[int\]\] \| null, got 'race'"),
+        (["data.include={race: 0}"], r"data.include.race must be list\[int\], got 0"),
+        (["data.include={race: [light]}"], r"data.include.race\[0\] must be int, got 'light'"),
+        (["data.include={}"], r"data.include must name at least one label"),
+        (["data.include={race: []}"], r"data.include.race must list at least one value, got \[\]"),
+        (["data.max_train_samples=0"], r"data.max_train_samples must be >= 1, got 0"),
+    ],
+)
+def test_include_config_errors_name_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config("gender_synthetic", overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_include_dataset_errors_name_the_key():
+    cfg = load_config("gender_synthetic", ["data.num_samples=100", "data.include={ethnicity: [0]}"])
+    with pytest.raises(ConfigError, match=r"data.include.ethnicity: data.name='synthetic' has no "
+                       r"integer label 'ethnicity' \(labels: .*race"):
+        build_splits(cfg)
+    cfg = load_config("gender_synthetic", ["data.num_samples=100", "data.include={race: [7]}"])
+    with pytest.raises(ConfigError, match=r"data.include=\{'race': \[7\]\} leaves the train split empty"):
+        build_splits(cfg)
+
+
+def test_include_round_trips_through_yaml(tmp_path):
+    from facecore.train.config import save_config
+
+    cfg = load_config("gender_synthetic", ["data.include={race: [0, 1]}", "data.max_train_samples=50"])
+    assert cfg.data.include == {"race": [0, 1]}
+    assert load_config(save_config(cfg, tmp_path / "c.yaml")) == cfg

@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SPLIT_BY", "SPLIT_NAMES", "dataset_splits", "make_splits", "split_indices"]
+__all__ = [
+    "SPLIT_BY",
+    "SPLIT_NAMES",
+    "dataset_splits",
+    "filter_indices",
+    "limit_indices",
+    "make_splits",
+    "split_indices",
+]
 
 SPLIT_NAMES = ("train", "valid", "test")
 #: What a split keeps together: single images (``"sample"``) or all images of a person.
@@ -143,3 +151,48 @@ def dataset_splits(
         pos = where[np.asarray(part, dtype=np.int64)] if part else np.empty(0, np.int64)
         out[name] = pos[pos >= 0].tolist()
     return out
+
+
+def filter_indices(
+    indices: Sequence[int], labels: dict[str, np.ndarray], include: dict[str, Sequence[int]]
+) -> list[int]:
+    """The ``indices`` whose label ``key`` is one of ``include[key]`` for every key
+    (``labels``: key -> one value per dataset item). Training's ``data.include`` applies it
+    to each split after the split, so kept items stay in their split."""
+    idx = np.asarray(list(indices), dtype=np.int64)
+    keep = np.ones(len(idx), dtype=bool)
+    for key, values in include.items():
+        keep &= np.isin(np.asarray(labels[key])[idx], np.asarray(list(values)))
+    return idx[keep].tolist()
+
+
+def limit_indices(
+    indices: Sequence[int],
+    n: int,
+    seed: int = 0,
+    *,
+    groups: Sequence[int] | np.ndarray | None = None,
+) -> list[int]:
+    """At most ``n`` of ``indices`` (sorted), drawn with ``seed``: a random subset, or with
+    ``groups`` (one group label per dataset item, e.g. identities) whole groups, taken in a
+    seeded random order while they fit (at least one group). The same draw for the same
+    arguments; used for training's ``data.max_train_samples`` and the bias matrix's equal
+    training sizes."""
+    idx = np.asarray(list(indices), dtype=np.int64)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if len(idx) <= n:
+        return sorted(idx.tolist())
+    rng = np.random.default_rng([int(seed), 0x51AB])  # independent of the split's draw
+    if groups is None:
+        return sorted(rng.choice(idx, n, replace=False).tolist())
+    g = np.asarray(groups)[idx]
+    uniq, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
+    chosen, total = [], 0
+    for u in rng.permutation(len(uniq)):
+        if total + counts[u] <= n or not chosen:
+            chosen.append(u)
+            total += int(counts[u])
+        if total >= n:
+            break
+    return sorted(idx[np.isin(inv, chosen)].tolist())

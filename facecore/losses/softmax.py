@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SoftmaxLoss"]
+__all__ = ["SOFTMAX_LOSSES", "SoftmaxLoss"]
 
 
 class SoftmaxLoss(nn.Module):
@@ -43,3 +43,9 @@ class SoftmaxLoss(nn.Module):
                 f"embeddings must be [N, {self.embedding_dim}], got {list(embeddings.shape)}"
             )
         return F.cross_entropy(self.fc(embeddings), labels)
+
+
+#: The plain-softmax embedding objectives by name (training's ``metric.loss`` choices besides
+#: the pair losses of :mod:`facecore.losses.metric` and the margin heads of
+#: :mod:`facecore.models.margin`).
+SOFTMAX_LOSSES: dict[str, type[nn.Module]] = {"softmax": SoftmaxLoss}

@@ -6,7 +6,12 @@ transform (center crop). :func:`facecore.data.dataset_splits` cuts it into ``tra
 ``valid`` / ``test`` (``data.seed``, ``data.fractions``), by image or, for tasks that
 split by identity (face matching), by identity: the same items a reader opened with
 ``split="train"`` / ``"valid"`` / ``"test"`` holds, for every worker and every restart.
-``data.max_samples`` then keeps a seeded random subset of each split.
+``data.max_samples`` then keeps a seeded random subset of each split, ``data.include``
+keeps the items of the named label values in every split
+(:func:`facecore.data.splits.filter_indices`) and ``data.max_train_samples`` caps the
+training split (:func:`facecore.data.splits.limit_indices`, whole identities for tasks that
+split by identity). Both act after the split, so an item is in the same split with or
+without them.
 
 Preprocessing: synthetic images use ``SYNTHETIC_PREPROCESS``'s mean / std at
 ``input_size = resize = data.image_size``; real images use ``CORAL_PREPROCESS``'s
@@ -24,7 +29,7 @@ from torch.utils.data import Dataset, Subset
 
 from facecore.data import transforms as T
 from facecore.data.registry import open_dataset
-from facecore.data.splits import SPLIT_NAMES, dataset_splits
+from facecore.data.splits import SPLIT_NAMES, dataset_splits, filter_indices, limit_indices
 from facecore.train.sections import ConfigError, DataConfig, TrainConfig
 from facecore.train.tasks import get_task
 
@@ -90,6 +95,33 @@ def _fractions(cfg: DataConfig) -> list[float]:
     return list(cfg.fractions) if abs(total - 1.0) <= 1e-6 else [f / total for f in cfg.fractions]
 
 
+def _include(d: DataConfig, dataset: Any, parts: dict[str, list[int]]) -> dict[str, list[int]]:
+    """``data.include`` applied to every split; a one-line ConfigError naming the key when
+    the dataset lacks the label or a split it leaves empty had items."""
+    labels = {}
+    keys = list(getattr(dataset, "label_keys", ()))
+    for key in d.include:
+        try:
+            values = dataset.targets(key)
+        except (KeyError, AttributeError):
+            values = None
+        if values is None or values.dim() != 1 or values.is_floating_point():
+            raise ConfigError(
+                f"data.include.{key}: data.name={d.name!r} has no integer label {key!r} "
+                f"(labels: {', '.join(keys)})"
+            )
+        labels[key] = values.numpy()
+    out = {name: filter_indices(idx, labels, d.include) for name, idx in parts.items()}
+    for name in SPLIT_NAMES:
+        if parts[name] and not out[name]:
+            present = {k: sorted(set(v[parts[name]].tolist())) for k, v in labels.items()}
+            raise ConfigError(
+                f"data.include={d.include} leaves the {name} split empty (its values: "
+                f"{present}): include other values, or change data.fractions / data.seed"
+            )
+    return out
+
+
 def build_splits(cfg: TrainConfig) -> Splits:
     """Open the configured dataset and split it for ``cfg.task``. Raises
     :class:`ConfigError` when the dataset has no labels for the task, when a split with a
@@ -122,6 +154,11 @@ def build_splits(cfg: TrainConfig) -> Splits:
                 f"data.fractions={d.fractions} leave the {name} split empty ({len(train_ds)} "
                 f"images, split by {unit}): use a larger share or more data"
             )
+    if d.include is not None:
+        parts = _include(d, train_ds, parts)
+    if d.max_train_samples is not None:
+        groups = train_ds.targets("identity").numpy() if task.split_by == "identity" else None
+        parts["train"] = limit_indices(parts["train"], d.max_train_samples, d.seed, groups=groups)
     for name in SPLIT_NAMES[1:]:
         if parts[name]:
             task.check_split(cfg, name, targets[torch.as_tensor(parts[name], dtype=torch.long)])

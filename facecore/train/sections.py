@@ -29,6 +29,7 @@ __all__ = [
     "RunSettings",
     "TrainConfig",
     "build_section",
+    "check_include",
     "check_run_name",
     "choices",
 ]
@@ -57,6 +58,15 @@ class DataConfig:
     ``test`` take ``fractions`` (in that order) of the images, or of the identities for
     tasks that split by identity, drawn with ``seed`` (:func:`facecore.data.dataset_splits`:
     the same items as a reader's ``split=``).
+
+    Training on a subset by attribute: ``include`` maps label keys to the values kept
+    (``{race: [0]}``: one skin-tone group; ``{race: [0, 2], gender: [1]}``: both must
+    hold). It is applied **after** the split, to every split, so the kept items are in the
+    same split as without it (no person crosses splits where the task splits by identity,
+    and a model trained on one group is tested on people no other run with the same
+    ``seed`` / ``fractions`` trained on). ``max_train_samples`` then caps the training
+    split (a seeded subset; whole identities where the task splits by identity), e.g. to
+    train every group on the same number of images.
     """
 
     name: str = choices(DATASETS, "synthetic")
@@ -68,6 +78,8 @@ class DataConfig:
     num_identities: int | None = None
     max_samples: int | None = None
     fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    include: dict[str, list[int]] | None = None
+    max_train_samples: int | None = None
     batch_size: int = 64
     eval_batch_size: int = 256
     loader_workers: int = 0
@@ -198,6 +210,9 @@ def _type_name(tp: Any) -> str:
     if origin is list:
         (arg,) = typing.get_args(tp)
         return f"list[{_type_name(arg)}]"
+    if origin is dict:
+        karg, varg = typing.get_args(tp)
+        return f"dict[{_type_name(karg)}, {_type_name(varg)}]"
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
@@ -208,6 +223,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1 and isinstance(value, (list, tuple, dict)) and typing.get_origin(
+            real[0]
+        ) in (list, dict):  # a container: name the inner key that is wrong
+            return _coerce(value, real[0], key)
         for arg in args:
             if arg is type(None):
                 continue
@@ -221,6 +241,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
         return [_coerce(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        karg, varg = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+        return {_coerce(k, karg, key): _coerce(v, varg, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -275,6 +300,21 @@ def build_section(cls: type, data: Any, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def check_include(include: dict[str, list[int]] | None, key: str = "data.include") -> None:
+    """The one validator of ``data.include`` (after type coercion): a non-empty mapping of
+    label keys to non-empty lists of values; whether the dataset has those labels is
+    checked when it is opened (:func:`facecore.train.datasets.build_splits`)."""
+    if include is None:
+        return
+    if not include:
+        raise ConfigError(f"{key} must name at least one label (e.g. {{race: [0]}}), got {{}}")
+    for label, values in include.items():
+        if not label.strip():
+            raise ConfigError(f"{key} has an empty label name")
+        if not values:
+            raise ConfigError(f"{key}.{label} must list at least one value, got []")
+
+
 def validate_common(cfg: TrainConfig) -> None:
     """Cross-field checks of the shared sections; each raises :class:`ConfigError`."""
 
@@ -296,6 +336,9 @@ def validate_common(cfg: TrainConfig) -> None:
         )
     if d.fractions[0] <= 0 or d.fractions[1] <= 0:
         raise ConfigError(f"data.fractions needs train > 0 and valid > 0, got {d.fractions}")
+    check_include(d.include)
+    if d.max_train_samples is not None:
+        positive("data.max_train_samples", d.max_train_samples, 1)
     if o.lr <= 0:
         raise ConfigError(f"optim.lr must be > 0, got {o.lr}")
     positive("optim.epochs", o.epochs, 1)

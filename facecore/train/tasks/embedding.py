@@ -2,9 +2,12 @@
 
 Loss (``metric.loss``): a pair / triplet loss of :data:`facecore.losses.metric.PAIR_LOSSES`
 on the L2-normalised embeddings (``triplet`` with a miner of
-:data:`facecore.losses.miners.MINERS`, ``contrastive``), or cross-entropy over a
-margin-softmax head of :data:`facecore.models.margin.MARGIN_HEADS`; plus
-``center_loss x CenterLoss``. Batches are P identities x K images (:class:`PKSampler`).
+:data:`facecore.losses.miners.MINERS`, ``contrastive``), plain softmax
+(:data:`facecore.losses.softmax.SOFTMAX_LOSSES`: cross-entropy over the training
+identities through a linear classifier, :class:`~facecore.losses.SoftmaxLoss`), or
+cross-entropy over a margin-softmax head of :data:`facecore.models.margin.MARGIN_HEADS`;
+plus ``center_loss x CenterLoss``. The classifiers (softmax, margin heads) train with the
+model and are dropped at export. Batches are P identities x K images (:class:`PKSampler`).
 
 Splits are **identity-disjoint** (no person in two splits: the open-set, LFW-style
 protocol). Metrics: cosine-similarity verification over the image pairs of a split (all
@@ -28,6 +31,7 @@ from facecore.data.samplers import PKSampler
 from facecore.losses.center import CenterLoss
 from facecore.losses.metric import PAIR_LOSSES, ContrastiveLoss, TripletMarginLoss
 from facecore.losses.miners import MINERS, miner_by_name
+from facecore.losses.softmax import SOFTMAX_LOSSES, SoftmaxLoss
 from facecore.models.margin import MARGIN_HEADS
 from facecore.train import plots as P
 from facecore.train.sections import ConfigError, TrainConfig, choices
@@ -45,8 +49,8 @@ __all__ = [
     "verification_pairs",
 ]
 
-#: ``metric.loss`` choices: the pair losses, then the margin-softmax heads.
-METRIC_LOSSES = (*PAIR_LOSSES, *MARGIN_HEADS)
+#: ``metric.loss`` choices: the pair losses, plain softmax, then the margin-softmax heads.
+METRIC_LOSSES = (*PAIR_LOSSES, *SOFTMAX_LOSSES, *MARGIN_HEADS)
 
 
 @dataclass
@@ -61,6 +65,8 @@ class MetricOptions:
       ``miner_margin``).
     * ``contrastive``: positives pulled to distance 0, negatives pushed beyond
       ``neg_margin``.
+    * ``softmax``: cross-entropy over the training identities through an unconstrained
+      linear classifier on the embedding (no margin, no scale: the classic baseline).
     * ``arcface``: additive angular margin ``arcface_margin`` (radians);
       ``cosface``: additive cosine margin ``cosface_margin``; ``sphereface``: the integer
       angular multiplier ``sphereface_m`` (``cos(m theta)``); all three use the logit
@@ -121,8 +127,9 @@ def _margin_head(opts: MetricOptions, dim: int, num_identities: int) -> nn.Modul
 
 
 class EmbeddingObjective(Objective):
-    """Pair / triplet loss on the embeddings, or cross-entropy over a margin head; plus
-    ``center_loss * CenterLoss``. The head and the centres train with the model."""
+    """Pair / triplet loss on the embeddings, plain softmax (``softmax``: a
+    :class:`~facecore.losses.SoftmaxLoss` classifier), or cross-entropy over a margin head;
+    plus ``center_loss * CenterLoss``. Classifier, head and centres train with the model."""
 
     def __init__(self, model: nn.Module, opts: MetricOptions, num_identities: int):
         super().__init__(model)
@@ -130,8 +137,11 @@ class EmbeddingObjective(Objective):
         dim = int(model.config.get("embedding_dim", 128)) if hasattr(model, "config") else 128
         self.head: nn.Module | None = None
         self.pair_loss: nn.Module | None = None
+        self.softmax: SoftmaxLoss | None = None
         if opts.loss in MARGIN_HEADS:
             self.head = _margin_head(opts, dim, num_identities)
+        elif opts.loss in SOFTMAX_LOSSES:
+            self.softmax = SOFTMAX_LOSSES[opts.loss](dim, num_identities)
         else:
             self.pair_loss = build_metric_loss(opts)
         self.center: nn.Module | None = None
@@ -142,6 +152,8 @@ class EmbeddingObjective(Objective):
         emb = self.model(images)
         if self.head is not None:
             loss = nn.functional.cross_entropy(self.head(emb, labels), labels)
+        elif self.softmax is not None:
+            loss = self.softmax(emb, labels)
         else:
             assert self.pair_loss is not None
             loss = self.pair_loss(emb, labels)
@@ -234,6 +246,12 @@ class EmbeddingTask(Task):
         require_pairs(split, labels)
 
     def batch_sampler(self, cfg: EmbeddingConfig, labels: torch.Tensor, rank: int, world_size: int):
+        found = len(torch.unique(torch.as_tensor(labels)))
+        if found < cfg.metric.p:
+            raise ConfigError(
+                f"metric.p={cfg.metric.p} identities per batch, but the train split has only "
+                f"{found}: lower metric.p or train on more people"
+            )
         return PKSampler(labels, cfg.metric.p, cfg.metric.k, seed=cfg.data.seed, rank=rank,
                          world_size=world_size)
 
