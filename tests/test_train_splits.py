@@ -245,3 +245,26 @@ def test_include_round_trips_through_yaml(tmp_path):
     cfg = load_config("gender_synthetic", ["data.include={race: [0, 1]}", "data.max_train_samples=50"])
     assert cfg.data.include == {"race": [0, 1]}
     assert load_config(save_config(cfg, tmp_path / "c.yaml")) == cfg
+
+
+def test_split_by_identity_for_any_task():
+    """``data.split_by: identity`` keeps every person in one split for a task that splits
+    by image (a gender model on people with several photos); matching tasks cannot be
+    asked to split by image."""
+    base = ["data.num_samples=300", "data.num_identities=60"]
+    img = build_splits(load_config("gender_synthetic", base))
+    ids = build_splits(load_config("gender_synthetic", [*base, "data.split_by=identity"]))
+    ident = ids.dataset.targets("identity").numpy()
+    people = [set(ident[ids.indices[s]]) for s in SPLITS]
+    assert not (people[0] & people[1] or people[0] & people[2] or people[1] & people[2])
+    assert ids.split_by == "identity" and img.split_by == "sample"
+    assert ids.indices == dataset_splits(ids.dataset, [0.8, 0.1, 0.1], 0, by="identity")
+    assert set(ident[img.indices["train"]]) & set(ident[img.indices["test"]])  # image-level leaks
+    from facecore.train.tasks import get_task
+
+    assert get_task("gender").protocol_of(load_config("gender_synthetic", ["data.split_by=identity"])) \
+        == "identity-disjoint"
+    with pytest.raises(ConfigError, match=r"data.split_by='sample' is not allowed for task 'embedding'"):
+        load_config("embedding_triplet_synthetic", ["data.split_by=sample"])
+    with pytest.raises(ConfigError, match=r"data.split_by must be one of sample \| identity"):
+        load_config("gender_synthetic", ["data.split_by=person"])

@@ -111,7 +111,13 @@ def validate(cfg: TrainConfig) -> None:
     """Cross-field checks (shared sections, then the task's); each raises
     :class:`ConfigError` naming the key."""
     validate_common(cfg)
-    get_task(cfg.task).validate(cfg)
+    task = get_task(cfg.task)
+    if task.split_by == "identity" and cfg.data.split_by == "sample":
+        raise ConfigError(
+            f"data.split_by='sample' is not allowed for task {cfg.task!r}: it splits by identity "
+            "(no person in two splits); leave data.split_by null"
+        )
+    task.validate(cfg)
 
 
 def check_data_root(cfg: TrainConfig) -> None:

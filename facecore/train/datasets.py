@@ -6,6 +6,7 @@ transform (center crop). :func:`facecore.data.dataset_splits` cuts it into ``tra
 ``valid`` / ``test`` (``data.seed``, ``data.fractions``), by image or, for tasks that
 split by identity (face matching), by identity: the same items a reader opened with
 ``split="train"`` / ``"valid"`` / ``"test"`` holds, for every worker and every restart.
+``data.split_by: identity`` splits by identity for any task (people with several images).
 ``data.max_samples`` then keeps a seeded random subset of each split, ``data.include``
 keeps the items of the named label values in every split
 (:func:`facecore.data.splits.filter_indices`) and ``data.max_train_samples`` caps the
@@ -133,6 +134,7 @@ def build_splits(cfg: TrainConfig) -> Splits:
     train_ds = open_data(d, preprocess.train_transform() if d.augment else preprocess.eval_transform())
     eval_ds = open_data(d, preprocess.eval_transform())
     key = task.label_key
+    split_by = task.splits_by(cfg)
     try:
         targets = torch.as_tensor(train_ds.targets(key), dtype=torch.long)
     except (KeyError, ValueError, AttributeError) as exc:
@@ -140,14 +142,14 @@ def build_splits(cfg: TrainConfig) -> Splits:
             f"data.name={d.name!r} has no {key!r} labels for task {cfg.task!r}: {exc}"
         ) from None
     try:
-        parts = dataset_splits(train_ds, _fractions(d), d.seed, by=task.split_by)
+        parts = dataset_splits(train_ds, _fractions(d), d.seed, by=split_by)
     except ValueError as exc:
         raise ConfigError(f"data.name={d.name!r} for task {cfg.task!r}: {exc}") from None
     if d.max_samples is not None and d.max_samples < len(train_ds):
         keep = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(d.seed + 1))
         keep = set(keep[: d.max_samples].tolist())
         parts = {name: [i for i in idx if i in keep] for name, idx in parts.items()}
-    unit = "identities" if task.split_by == "identity" else "images"
+    unit = "identities" if split_by == "identity" else "images"
     for name, fraction in zip(SPLIT_NAMES, d.fractions):
         if fraction > 0 and not parts[name]:
             raise ConfigError(
@@ -157,7 +159,7 @@ def build_splits(cfg: TrainConfig) -> Splits:
     if d.include is not None:
         parts = _include(d, train_ds, parts)
     if d.max_train_samples is not None:
-        groups = train_ds.targets("identity").numpy() if task.split_by == "identity" else None
+        groups = train_ds.targets("identity").numpy() if split_by == "identity" else None
         parts["train"] = limit_indices(parts["train"], d.max_train_samples, d.seed, groups=groups)
     for name in SPLIT_NAMES[1:]:
         if parts[name]:
@@ -171,6 +173,6 @@ def build_splits(cfg: TrainConfig) -> Splits:
         targets=targets,
         num_classes=task.num_classes(cfg, train_ds, targets),
         preprocess=preprocess,
-        split_by=task.split_by,
+        split_by=split_by,
         dataset=eval_ds,
     )

@@ -263,7 +263,7 @@ def fit(
     if verbose:
         print(
             f"facecore: training {cfg.task} ({task.describe(cfg)}) on {cfg.data.name} "
-            f"({task.protocol} splits), {cfg.run.workers} Ray Train worker(s), run {path}",
+            f"({task.protocol_of(cfg)} splits), {cfg.run.workers} Ray Train worker(s), run {path}",
             file=out,
             flush=True,
         )
@@ -497,7 +497,7 @@ def finalize(
     (outdir / "evaluation.json").write_text(
         json.dumps(
             {"checkpoint": str(checkpoint), "epoch": state["epoch"], "task": cfg.task,
-             "test_protocol": task.protocol, "split_by": task.split_by,
+             "test_protocol": task.protocol_of(cfg), "split_by": splits.split_by,
              "split_sizes": splits.sizes(), **test_metrics},
             indent=1,
         )
@@ -508,7 +508,7 @@ def finalize(
     plots: dict[str, Path] = {}
     if plot:
         plots = plot_run(cfg, history or state.get("history", []), test, outdir)
-    return {"test_metrics": test_metrics, "test_protocol": task.protocol,
+    return {"test_metrics": test_metrics, "test_protocol": task.protocol_of(cfg),
             "export_dir": export_dir, "plots": plots}
 
 

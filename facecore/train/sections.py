@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Union
 
 from facecore.data.registry import DATASETS
+from facecore.data.splits import SPLIT_BY
 from facecore.models.backbones import BACKBONES
 from facecore.train.optim import OPTIMIZERS, SCHEDULERS
 
@@ -57,7 +58,9 @@ class DataConfig:
     ``max_samples`` caps a real set (``null``: all). The splits ``train`` / ``valid`` /
     ``test`` take ``fractions`` (in that order) of the images, or of the identities for
     tasks that split by identity, drawn with ``seed`` (:func:`facecore.data.dataset_splits`:
-    the same items as a reader's ``split=``).
+    the same items as a reader's ``split=``). ``split_by``: ``null`` (the task's: by image,
+    by identity for matching) or ``identity`` (no person in two splits for any task, e.g. a
+    gender model on a set with several photos per person).
 
     Training on a subset by attribute: ``include`` maps label keys to the values kept
     (``{race: [0]}``: one skin-tone group; ``{race: [0, 2], gender: [1]}``: both must
@@ -78,6 +81,7 @@ class DataConfig:
     num_identities: int | None = None
     max_samples: int | None = None
     fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split_by: str | None = choices(SPLIT_BY, None)
     include: dict[str, list[int]] | None = None
     max_train_samples: int | None = None
     batch_size: int = 64

@@ -126,6 +126,15 @@ class Task:
         assert self.split_by in SPLIT_BY, self.split_by
         return PROTOCOLS[self.split_by]
 
+    def splits_by(self, cfg: Any) -> str:
+        """What the run's splits keep together: ``data.split_by`` where set (``identity``),
+        else :attr:`split_by`."""
+        return cfg.data.split_by or self.split_by
+
+    def protocol_of(self, cfg: Any) -> str:
+        """The evaluation protocol of the run's splits (:data:`PROTOCOLS`)."""
+        return PROTOCOLS[self.splits_by(cfg)]
+
     def validate(self, cfg: Any) -> None:
         """Cross-field checks of the task section; raise ``ConfigError`` naming the key."""
 
