@@ -148,7 +148,7 @@ def test_verification_cells_tar_and_eer():
     assert np.all((v >= 0) & (v <= 1)) and np.all(v > 0.05)
     eer = np.array([[c.value for c in row] for row in m.extra["eer"]])
     assert np.all((eer > 0) & (eer < 0.5))
-    assert m.cells[0][0].method.startswith("pair bootstrap")
+    assert m.cells[0][0].method.startswith("identity bootstrap")  # pairs share people
 
 
 def test_gender_cues_option():

@@ -169,3 +169,27 @@ def test_compare_spaces_small(tmp_path):
     assert bal["train_identities"] == res.meta["settings"]["biased (light 80%)"]["train_identities"]
     assert max(bal["identities_per_group"].values()) - min(bal["identities_per_group"].values()) <= 1
     assert "| balanced | softmax | all |" in res.to_markdown()
+    for r in res.rows:  # identity-bootstrap intervals of the per-query metrics, none for NMI / AMI
+        assert set(r["intervals"]) == {"precision_at_1", "r_precision", "mean_average_precision_at_r"}
+        for name, iv in r["intervals"].items():
+            assert iv["value"] == pytest.approx(r["metrics"][name])
+            assert iv["method"].startswith("identity bootstrap") and iv["low"] <= iv["value"] <= iv["high"]
+
+
+def test_space_objectives_are_the_training_tasks():
+    """One loss construction: the comparison's objectives are the embedding task's
+    EmbeddingObjective from MetricOptions (what `facecore train --set metric.loss=...` builds)."""
+    from facecore.analysis import SPACE_LOSSES, space_metric_options
+    from facecore.losses import ContrastiveLoss, TripletMarginLoss
+    from facecore.train.tasks.embedding import METRIC_LOSSES, EmbeddingObjective
+
+    assert set(SPACE_LOSSES) <= set(METRIC_LOSSES)
+    model = FaceEmbedder("small_cnn", 8, width=4)
+    soft = EmbeddingObjective(model, space_metric_options("softmax"), 5)
+    assert isinstance(soft.softmax, SoftmaxLoss) and soft.softmax.num_classes == 5
+    con = EmbeddingObjective(model, space_metric_options("contrastive"), 5)
+    assert isinstance(con.pair_loss, ContrastiveLoss) and con.pair_loss.neg_margin == 1.0
+    tri = EmbeddingObjective(model, space_metric_options("triplet", triplet_margin=0.3), 5)
+    assert isinstance(tri.pair_loss, TripletMarginLoss) and tri.pair_loss.margin == 0.3
+    with pytest.raises(ValueError, match="loss must be one of"):
+        space_metric_options("arcface")

@@ -11,7 +11,7 @@ from analysis_cases import blobs, one_blas_thread  # noqa: F401
 
 from facecore.analysis import Embeddings, probe, project, projection_figures, wilson_interval
 from facecore.analysis.probes import cv_folds, make_probe
-from facecore.analysis.stats import mean_estimate, proportion
+from facecore.analysis.stats import identity_pair_bootstrap, mean_estimate, pair_bootstrap, proportion
 
 
 def test_probe_equals_sklearn_on_the_same_folds():
@@ -70,6 +70,49 @@ def test_intervals_t_and_cluster_bootstrap():
     c = proportion(correct, clusters=clusters)
     w = proportion(correct)
     assert c.value == w.value and (c.high - c.low) > 1.2 * (w.high - w.low)
+
+
+def test_a_single_cluster_has_no_interval():
+    e = proportion(np.array([1, 0, 1, 1], bool), clusters=np.zeros(4, np.int64))
+    assert e.value == 0.75 and math.isnan(e.low) and math.isnan(e.high)
+    assert e.fmt() == "0.750 [n/a]"
+
+
+def _people_pairs(people=30, per=4, effect=1.0, seed=0):
+    """All pairs of ``per`` images of each of ``people`` persons, with a per-person score
+    offset (some people are easy to match, some hard): pairs sharing a person correlate."""
+    rng = np.random.default_rng(seed)
+    ident = np.repeat(np.arange(people), per)
+    offset = rng.normal(0, effect, people)
+    i, j = np.triu_indices(len(ident), 1)
+    same = ident[i] == ident[j]
+    s = np.where(same, 2.0, 0.0) + offset[ident[i]] + offset[ident[j]] + rng.normal(0, 0.5, len(i))
+    return s, same, ident[i], ident[j]
+
+
+def test_identity_pair_bootstrap_resamples_people_not_pairs():
+    s, same, a, b = _people_pairs()
+
+    def genuine_mean(sc, yy):
+        return float(sc[yy].mean())
+
+    ident = identity_pair_bootstrap(genuine_mean, s, same, a, b, n_boot=400)
+    pairs = pair_bootstrap(genuine_mean, s, same, n_boot=400)
+    assert ident.value == pairs.value == pytest.approx(s[same].mean())
+    assert ident.method == "identity bootstrap (400, 30 people)"
+    # 180 genuine pairs come from 30 people: the honest interval is much wider
+    assert (ident.high - ident.low) > 1.5 * (pairs.high - pairs.low)
+    assert ident.low < ident.value < ident.high
+    # with independent people (one genuine pair each, no shared offsets) both agree roughly
+    s2, same2, a2, b2 = _people_pairs(people=200, per=2, effect=0.0, seed=1)
+    i2 = identity_pair_bootstrap(genuine_mean, s2, same2, a2, b2, n_boot=400)
+    p2 = pair_bootstrap(genuine_mean, s2, same2, n_boot=400)
+    assert 0.7 < (i2.high - i2.low) / (p2.high - p2.low) < 1.4
+    one = identity_pair_bootstrap(genuine_mean, s[:3], np.array([True, True, False]),
+                                  np.zeros(3), np.array([0, 0, 1]), n_boot=50)
+    assert not math.isnan(one.value)
+    with pytest.raises(ValueError, match="one identity per pair"):
+        identity_pair_bootstrap(genuine_mean, s, same, a[:-1], b)
 
 
 def test_pca_and_tsne_projection_record_settings(tmp_path):

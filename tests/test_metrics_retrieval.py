@@ -179,3 +179,18 @@ def test_errors_name_the_argument():
         R.precision_at_1(emb[0], labels[:1])
     with pytest.raises(ValueError, match="reference needs reference_labels"):
         R.precision_at_1(emb, labels, reference=emb)
+
+
+def test_per_query_values_average_to_the_metrics():
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(12), rng.integers(1, 6, 12))  # some lone queries
+    emb = rng.normal(size=(len(labels), 5)) + labels[:, None] * 0.3
+    per, who = R.retrieval_per_query(emb, labels)
+    want = R.retrieval_metrics(emb, labels, include=KNN)
+    for name in KNN:
+        assert float(per[name].mean()) == pytest.approx(want[name])
+        assert len(per[name]) == len(who)
+    counts = np.bincount(labels)
+    assert sorted(who.tolist()) == sorted(v for v in labels.tolist() if counts[v] > 1)
+    with pytest.raises(ValueError, match="without per-query values"):
+        R.retrieval_per_query(emb, labels, include=("NMI",))

@@ -50,7 +50,7 @@ from facecore.analysis.spaces import (
     SPACE_LOSSES,
     SpaceComparison,
     compare_spaces,
-    embedding_objective,
+    space_metric_options,
     train_embedder,
 )
 from facecore.analysis.stats import Estimate, wilson_interval
@@ -74,7 +74,6 @@ __all__ = [
     "compare_spaces",
     "cross_group_matrix",
     "dataset_labels",
-    "embedding_objective",
     "extract_embeddings",
     "group_report",
     "load_analysis_model",
@@ -84,6 +83,7 @@ __all__ = [
     "probe",
     "project",
     "projection_figures",
+    "space_metric_options",
     "train_embedder",
     "wilson_interval",
 ]

@@ -23,10 +23,17 @@ Trainers (the ``trainer`` argument): anything with ``task`` (``"classification"`
 ``"regression"`` or ``"verification"``), ``target`` (the labels ``[N]`` scored against:
 classes, values, identities) and ``fit_predict(train_idx, test_idx, *, fold,
 train_group) -> predictions`` (labels ``[n]``, values ``[n]`` or embeddings ``[n, D]`` for
-the test items). This module has the fast probe trainers on frozen embeddings
-(:class:`ProbeTrainer`, :class:`RegressionProbeTrainer`, :class:`MetricProbeTrainer`); a
-trainer that runs a full training per group (e.g. Ray Train with the data restricted to
-``train_idx``) plugs in the same way.
+the test items). Two optional hooks let a trainer own the protocol:
+
+* ``splits() -> [(train_idx, test_idx), ...]``: its own held-out split(s) instead of the
+  cross-validation folds (a training config's train / test split: one "fold");
+* ``subsample(idx, n, *, fold, train_group) -> idx``: its own draw of the equal-size
+  training subsets (e.g. the one a training config's ``data.max_train_samples`` makes).
+
+This module has the fast probe trainers on frozen embeddings (:class:`ProbeTrainer`,
+:class:`RegressionProbeTrainer`, :class:`MetricProbeTrainer`);
+:class:`facecore.analysis.runs.FitTrainer` runs a full Ray Train run
+(:func:`facecore.train.fit`) per row.
 """
 
 from __future__ import annotations
@@ -69,6 +76,9 @@ class GroupTrainer(Protocol):
     def fit_predict(
         self, train_idx: np.ndarray, test_idx: np.ndarray, *, fold: int, train_group: str
     ) -> np.ndarray: ...
+
+    # optional: splits() -> list[(train_idx, test_idx)];
+    #           subsample(idx, n, *, fold, train_group) -> idx (see the module doc)
 
 
 class ProbeTrainer:
@@ -258,7 +268,13 @@ def cross_group_matrix(
     if len(g_all) != len(y_all):
         raise ValueError(f"groups has {len(g_all)} entries for {len(y_all)} targets")
     names = list(group_names) if group_names is not None else [str(v) for v in range(int(g_all.max()) + 1)]
-    values, counts = np.unique(g_all, return_counts=True)
+    own_splits = getattr(trainer, "splits", None)
+    given = [(np.asarray(tr, np.int64), np.asarray(te, np.int64)) for tr, te in own_splits()] \
+        if callable(own_splits) else None
+    # the items the matrix may use: all, or those in the trainer's own splits
+    pool = np.arange(len(g_all)) if given is None else np.unique(np.concatenate(
+        [np.concatenate([tr, te]) for tr, te in given]))
+    values, counts = np.unique(g_all[pool], return_counts=True)
     kept = [int(v) for v, c in zip(values, counts) if c >= min_group_size]
     excluded = {names[int(v)]: int(c) for v, c in zip(values, counts) if c < min_group_size}
     if len(kept) < 2:
@@ -266,13 +282,25 @@ def cross_group_matrix(
             f"need at least 2 groups with >= {min_group_size} items, got "
             f"{dict(zip([names[int(v)] for v in values], counts.tolist()))}"
         )
-    use = np.nonzero(np.isin(g_all, kept))[0]
+    use = pool[np.isin(g_all[pool], kept)]
+    local = np.full(len(g_all), -1, dtype=np.int64)
+    local[use] = np.arange(len(use))
     g, y = g_all[use], y_all[use]
     ident = None if identity is None else np.asarray(identity)[use]
     if task == "verification":
         ident = y
-    strat = g * (int(y.max()) + 1) + y if task == "classification" else g
-    splits = cv_folds(strat, groups=ident, folds=folds, seed=seed)
+    if given is None:
+        strat = g * (int(y.max()) + 1) + y if task == "classification" else g
+        splits = cv_folds(strat, groups=ident, folds=folds, seed=seed)
+    else:  # the trainer's split(s), restricted to the kept groups
+        splits = [(local[tr][local[tr] >= 0], local[te][local[te] >= 0]) for tr, te in given]
+        for f, (tr, te) in enumerate(splits):
+            if ident is not None and set(ident[tr]) & set(ident[te]):
+                raise ValueError(f"the trainer's split {f} has people in both train and test")
+            if not len(te):
+                raise ValueError(f"the trainer's split {f} has no test items in the kept groups")
+    own_subsample = getattr(trainer, "subsample", None)
+    row_sizes: dict[str, list[int]] = {}
     row_groups: list[int | None] = list(kept) + ([None] if include_all else [])
     rows = [names[k] for k in kept] + (["all"] if include_all else [])
     cols = [names[k] for k in kept]
@@ -288,11 +316,18 @@ def cross_group_matrix(
         elif task == "regression":
             base.append((te, np.full(len(te), float(np.median(y[tr])))))
         n_min = min(int(np.sum(g[tr] == k)) for k in kept)
+        if n_min == 0:
+            raise ValueError(f"a group has no training items in fold {f}: {dict(zip(cols, [int(np.sum(g[tr] == k)) for k in kept]))}")
         sizes.append(n_min)
         for r, k in enumerate(row_groups):
             idx = tr if k is None else tr[g[tr] == k]
             if equal_train_size and len(idx) > n_min:
-                idx = np.sort(rng.choice(idx, n_min, replace=False))
+                if callable(own_subsample):
+                    idx = np.sort(local[np.asarray(own_subsample(use[idx], n_min, fold=f, train_group=rows[r]),
+                                                   np.int64)])
+                else:
+                    idx = np.sort(rng.choice(idx, n_min, replace=False))
+            row_sizes.setdefault(rows[r], []).append(int(len(idx)))
             p = trainer.fit_predict(use[idx], use[te], fold=f, train_group=rows[r])
             preds[r].append((te, np.asarray(p)))
     cells, eers = [], []
@@ -300,18 +335,22 @@ def cross_group_matrix(
         row, erow = [], []
         for k in kept:
             if task == "verification":
-                scores, same = [], []
+                scores, same, first, second = [], [], [], []
                 from facecore.analysis.scoring import pair_scores
 
                 for te, p in preds[r]:
                     m = g[te] == k
                     if m.sum() >= 2:
-                        s, t = pair_scores(p[m], y[te][m], seed=seed)
+                        who = y[te][m]
+                        s, t, i, j = pair_scores(p[m], who, seed=seed, return_index=True)
                         scores.append(s)
                         same.append(t)
+                        first.append(who[i])
+                        second.append(who[j])
+                cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))  # noqa: E731
                 est = verification_estimates(
-                    np.concatenate(scores) if scores else np.zeros(0),
-                    np.concatenate(same) if same else np.zeros(0, bool),
+                    cat(scores, np.float64), cat(same, bool),
+                    pair_identities=(cat(first, np.int64), cat(second, np.int64)),
                     far=far, confidence=confidence, seed=seed, n_boot=n_boot,
                 )
                 row.append(est["tar_at_far"])
@@ -350,11 +389,14 @@ def cross_group_matrix(
         extra=extra,
         excluded=excluded,
         meta={
-            "folds": folds,
+            "folds": len(splits),
             "seed": seed,
             "equal_train_size": equal_train_size,
             "min_group_size": min_group_size,
-            "split": "by identity" if ident is not None and len(np.unique(ident)) < len(ident) else "by item",
+            "split": ("the trainer's own split" + (" (by identity)" if ident is not None else "")
+                      if given is not None else
+                      "by identity" if ident is not None and len(np.unique(ident)) < len(ident) else "by item"),
+            "train_sizes_per_row": row_sizes,
             "trainer": describe() if callable(describe) else type(trainer).__name__,
             "far": far if task == "verification" else None,
             "confidence": confidence,

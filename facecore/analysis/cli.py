@@ -11,6 +11,9 @@
     facecore analyze bias       (--embeddings FILE | ...) --target ATTR --group ATTR
                                 [--task classification|regression|verification]
                                 [--probe logreg|mlp] [--min-group N] [--far F] --output DIR
+    facecore analyze bias       --train CONFIG [--set KEY=VALUE ...] --group ATTR --output DIR
+                                (one facecore.train.fit run per group + one on all; each
+                                scored per group on the config's test split)
     facecore analyze groups     --model PATH --data ... --group ATTR [--target ATTR] --output DIR
     facecore analyze spaces     --data synthetic|folders ... [--group ATTR] [--loss ...]
                                 [--steps N] [--bias-group V --bias-fraction F] --output DIR
@@ -137,7 +140,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     b = sub.add_parser("bias", help="cross-group matrix: train on one group, evaluate on each")
     _data_args(b)
     _source_args(b)
-    b.add_argument("--target", required=True, metavar="ATTR", help="what the models predict")
+    t = b.add_argument_group("full training runs per group (instead of probes)")
+    t.add_argument("--train", metavar="CONFIG",
+                   help="training config (YAML path or packaged name): one facecore.train.fit "
+                   "run per group with data.include, scored on the config's test split")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for --train, e.g. optim.epochs=5 (repeatable)")
+    b.add_argument("--target", metavar="ATTR",
+                   help="what the models predict (with --train: the task's label)")
     b.add_argument("--group", required=True, metavar="ATTR", help="the group attribute")
     b.add_argument("--task", choices=("classification", "regression", "verification"),
                    help="default: verification for identity, regression for ages, else classification")
@@ -323,15 +333,51 @@ def _cmd_probe(a) -> int:
     return 0
 
 
+def _train_config(a) -> Any:
+    """The ``--train`` config with ``--set`` overrides (and ``--data`` / ``--data-root``)."""
+    from facecore.train.config import ConfigError, load_config
+
+    if a.embeddings or a.model or a.pixels:
+        raise _Usage("--train trains its own models: give no --embeddings, --model or --pixels")
+    if a.task or a.bin or a.data_opt:
+        raise _Usage("--task, --bin and --data-opt do not apply to --train (use --set KEY=VALUE)")
+    overrides = list(a.overrides)
+    if a.data:
+        overrides.append(f"data.name={a.data}")
+    if a.data_root:
+        overrides.append(f"data.root={a.data_root}")
+    try:
+        return load_config(a.train, overrides)
+    except ConfigError as e:
+        raise _Usage(str(e)) from None
+
+
 def _cmd_bias(a) -> int:
     from facecore.analysis.bias import bias_matrix
 
-    emb = _embeddings(a)
-    emb.label(a.target)
-    emb.label(a.group)
-    m = bias_matrix(emb, a.target, a.group, task=a.task, model=a.probe, folds=a.folds,
-                    seed=a.seed, min_group_size=a.min_group, far=a.far,
-                    equal_train_size=not a.unequal_train_size)
+    if a.train:
+        from facecore.analysis.runs import fit_bias_matrix, get_label_key
+
+        cfg = _train_config(a)
+        target = get_label_key(cfg)
+        if a.target and a.target != target:
+            raise _Usage(f"--target {a.target}: a {cfg.task} config predicts {target!r}")
+        # a bad config / data surfaces as a ConfigError (a ValueError: usage error, exit 2);
+        # a failed run as TrainingError (exit 1)
+        m = fit_bias_matrix(cfg, a.group, min_group_size=a.min_group, far=a.far,
+                            equal_train_size=not a.unequal_train_size)
+        a.target = target
+    else:
+        if a.overrides:
+            raise _Usage("--set applies to --train")
+        if not a.target:
+            raise _Usage("the following arguments are required: --target")
+        emb = _embeddings(a)
+        emb.label(a.target)
+        emb.label(a.group)
+        m = bias_matrix(emb, a.target, a.group, task=a.task, model=a.probe, folds=a.folds,
+                        seed=a.seed, min_group_size=a.min_group, far=a.far,
+                        equal_train_size=not a.unequal_train_size)
     name = f"bias_{a.target}_by_{a.group}"
     out = Path(a.output)
     png = m.plot(out / f"{name}.png")

@@ -11,8 +11,9 @@ InsightFace publishes per race).
   the group's own threshold) and ``eer`` of cosine similarities (pair-bootstrap intervals),
   ``auc``; and at **one global threshold** (the one reaching ``far`` on all pairs, as a
   deployed system would use) each group's false match rate ``fmr_global`` and false
-  non-match rate ``fnmr_global`` (Wilson intervals over pairs), the NIST FRVT view of
-  demographic differentials.
+  non-match rate ``fnmr_global``, the NIST FRVT view of demographic differentials. Pair
+  intervals come from the identity (subsets) bootstrap: pairs share images and people, so
+  people, not pairs, are resampled.
 
 :func:`model_outputs` runs the model once over the dataset (any model source of
 :func:`facecore.analysis.load_analysis_model`); :func:`group_report` then scores any group
@@ -34,9 +35,10 @@ from facecore.analysis.scoring import (
     accuracy_estimate,
     mae_estimate,
     pair_scores,
+    rate_at_threshold,
     verification_estimates,
 )
-from facecore.analysis.stats import Estimate, proportion
+from facecore.analysis.stats import Estimate
 
 __all__ = ["GroupReport", "ModelOutputs", "group_report", "model_outputs"]
 
@@ -211,15 +213,16 @@ def group_report(
                 "mae": mae_estimate(out.outputs["label"][mask] + shift, y[mask], **kw),
                 "mae_expected": mae_estimate(out.outputs["expected"][mask] + shift, y[mask], **kw),
             }
-        s, same = pair_scores(out.outputs["embedding"][mask], y[mask], seed=seed)
-        est = verification_estimates(s, same, far=far, confidence=confidence, seed=seed,
-                                     n_boot=n_boot)
+        s, same, i, j = pair_scores(out.outputs["embedding"][mask], y[mask], seed=seed,
+                                    return_index=True)
+        pid = (y[mask][i], y[mask][j])  # the people of each pair: the bootstrap's units
+        kw = {"pair_identities": pid, "confidence": confidence, "seed": seed, "n_boot": n_boot}
+        est = verification_estimates(s, same, far=far, **kw)
         auc = _auc(s, same.astype(np.int64)) if len(s) else float("nan")
         res = {"tar_at_far": est["tar_at_far"], "eer": est["eer"], "auc": auc}
         if global_thr is not None:
-            accept = s >= global_thr
-            res["fmr_global"] = proportion(accept[~same], confidence=confidence)
-            res["fnmr_global"] = proportion(~accept[same], confidence=confidence)
+            res["fmr_global"] = rate_at_threshold(s, same, global_thr, genuine=False, **kw)
+            res["fnmr_global"] = rate_at_threshold(s, same, global_thr, genuine=True, **kw)
         res.update(genuine_pairs=int(same.sum()), impostor_pairs=int((~same).sum()))
         return res
 

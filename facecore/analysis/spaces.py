@@ -4,17 +4,24 @@ and on a deliberately biased subset (one group over-represented), compared by re
 and clustering quality on held-out people, overall and per group, with projections side
 by side.
 
-Objectives (:func:`embedding_objective`): ``softmax`` = :class:`facecore.losses.SoftmaxLoss`;
-``contrastive`` = :class:`facecore.losses.ContrastiveLoss` (``pos_margin=0``,
-``neg_margin=margin``, default 1.0, PML's default), ``triplet`` =
-:class:`facecore.losses.TripletMarginLoss` (``margin`` default 0.2) with the batch-hard
+Objectives: the training task's :class:`~facecore.train.tasks.embedding.EmbeddingObjective`
+built from :class:`~facecore.train.tasks.embedding.MetricOptions` (:func:`space_metric_options`),
+i.e. the same loss construction as ``facecore train --set metric.loss=...``: ``softmax`` =
+:class:`facecore.losses.SoftmaxLoss`; ``contrastive`` = :class:`facecore.losses.ContrastiveLoss`
+(``pos_margin=0``, ``neg_margin`` 1.0 here, PML's default), ``triplet`` =
+:class:`facecore.losses.TripletMarginLoss` (``triplet_margin`` 0.2) with the batch-hard
 miner: the fused C++ losses facecore trains with. Every objective sees the same P x K
 batches (:class:`facecore.data.PKSampler`, same seed), the same optimiser (Adam, cosine
 schedule) and the same number of steps.
 
-:func:`train_embedder` is a small single-process loop (no Ray) so the comparison runs in a
-test or a notebook; with ``metric.loss=softmax`` in the training config (phase 2) the
-same runs go through ``facecore train``.
+Why :func:`train_embedder` is a light single-process loop and not :func:`facecore.train.fit`:
+the comparison trains on *exact identity sets* (held-out people stratified by group; a
+biased and a balanced training set with the same number of people) that a training
+config's seeded ``fractions`` do not express, and six trainings must fit in a test. The
+objective, the model and the sampler are training's own; only the loop is short. For full
+runs of the same objectives use ``facecore train --set metric.loss=softmax`` (or
+``contrastive`` / ``triplet``) and analyse the results with ``facecore analyze
+embeddings | groups``.
 
 Evaluation (:func:`compare_spaces`): the people are split once into training and held-out
 identities (stratified by group); the biased setting draws ``bias_fraction`` of its
@@ -23,7 +30,10 @@ the balanced setting the same number evenly from every group, so the two differ 
 composition only. Held-out embeddings
 are scored with :func:`facecore.metrics.retrieval_metrics` (precision@1, R-precision,
 MAP@R, NMI, AMI; every held-out image a query against the others), on all of them and
-within each group.
+within each group. Precision@1, R-precision and MAP@R are means over queries; their 95%
+intervals resample the held-out *people* (an identity bootstrap of the per-query values
+of :func:`facecore.metrics.retrieval_per_query`, the gallery fixed). NMI / AMI depend on a
+clustering of all queries at once and have no interval.
 """
 
 from __future__ import annotations
@@ -45,29 +55,30 @@ __all__ = [
     "SpaceComparison",
     "balanced_identities",
     "biased_identities",
+    "SPACE_METRIC_DEFAULTS",
     "compare_spaces",
-    "embedding_objective",
+    "space_metric_options",
     "train_embedder",
 ]
 
-#: Objectives :func:`train_embedder` trains with.
+#: Objectives compared (``metric.loss`` names of the training task's embedding objective).
 SPACE_LOSSES = ("softmax", "contrastive", "triplet")
 
+#: The comparison's settings of the training task's metric options (PML's contrastive
+#: margin; batch-hard triplets); anything else is :class:`MetricOptions`' default.
+SPACE_METRIC_DEFAULTS: dict[str, Any] = {"neg_margin": 1.0, "triplet_margin": 0.2,
+                                         "miner": "batch_hard"}
 
-def embedding_objective(
-    loss: str, embedding_dim: int, num_identities: int, *, margin: float | None = None
-) -> nn.Module:
-    """``module(embeddings, labels) -> loss`` for ``loss`` in :data:`SPACE_LOSSES`."""
-    from facecore.losses import ContrastiveLoss, SoftmaxLoss, TripletMarginLoss
-    from facecore.losses.miners import BatchHardMiner
 
-    if loss == "softmax":
-        return SoftmaxLoss(embedding_dim, num_identities)
-    if loss == "contrastive":
-        return ContrastiveLoss(pos_margin=0.0, neg_margin=1.0 if margin is None else margin)
-    if loss == "triplet":
-        return TripletMarginLoss(margin=0.2 if margin is None else margin, miner=BatchHardMiner())
-    raise ValueError(f"loss must be one of {list(SPACE_LOSSES)}, got {loss!r}")
+def space_metric_options(loss: str, **overrides: Any) -> Any:
+    """The :class:`~facecore.train.tasks.embedding.MetricOptions` of objective ``loss``
+    (one of :data:`SPACE_LOSSES`) with :data:`SPACE_METRIC_DEFAULTS` and ``overrides``
+    (e.g. ``neg_margin=0.5``)."""
+    from facecore.train.tasks.embedding import MetricOptions
+
+    if loss not in SPACE_LOSSES:
+        raise ValueError(f"loss must be one of {list(SPACE_LOSSES)}, got {loss!r}")
+    return MetricOptions(loss=loss, **{**SPACE_METRIC_DEFAULTS, **overrides})
 
 
 def train_embedder(
@@ -83,15 +94,18 @@ def train_embedder(
     p: int = 16,
     k: int = 4,
     lr: float = 2e-3,
-    margin: float | None = None,
+    metric: dict[str, Any] | None = None,
     seed: int = 0,
     augment: bool = True,
 ) -> nn.Module:
     """Train a :class:`~facecore.models.FaceEmbedder` on the ``identity`` labels of
-    ``dataset`` (rows ``indices``) with objective ``loss`` for ``steps`` P x K batches (P at
+    ``dataset`` (rows ``indices``) with objective ``loss`` (the training task's
+    :class:`~facecore.train.tasks.embedding.EmbeddingObjective`, options
+    :func:`space_metric_options` ``(loss, **metric)``) for ``steps`` P x K batches (P at
     most the number of identities); returned in eval mode."""
     from facecore.data import PKSampler
     from facecore.models import FaceEmbedder
+    from facecore.train.tasks.embedding import EmbeddingObjective
 
     labels, _ = dataset_labels(dataset)
     if "identity" not in labels:
@@ -101,8 +115,8 @@ def train_embedder(
     uniq, local = np.unique(ids, return_inverse=True)
     torch.manual_seed(seed)
     model = FaceEmbedder(backbone, embedding_dim, width=width)
-    objective = embedding_objective(loss, embedding_dim, len(uniq), margin=margin)
-    params = list(model.parameters()) + list(objective.parameters())
+    objective = EmbeddingObjective(model, space_metric_options(loss, **(metric or {})), len(uniq))
+    params = [q for q in objective.parameters() if q.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     if len(uniq) < 2:
@@ -113,13 +127,12 @@ def train_embedder(
     lut[torch.as_tensor(uniq)] = torch.arange(len(uniq))
     with swap_transform(dataset, tf):
         loader = DataLoader(Subset(dataset, idx.tolist()), batch_sampler=sampler)
-        model.train()
         objective.train()
         for step, (images, target) in enumerate(loader):
             if step >= steps:
                 break
             y = lut[torch.as_tensor(target["identity"])]
-            out = objective(model(images), y)
+            out = objective(images, y)[0]
             opt.zero_grad(set_to_none=True)
             out.backward()
             opt.step()
@@ -195,8 +208,17 @@ class SpaceComparison:
         lines = ["| setting | loss | " + f"{self.group} | n | " + " | ".join(short[m] for m in RETRIEVAL_METRICS) + " |",
                  "|---|---|---|---|" + "---|" * len(RETRIEVAL_METRICS)]
         for r in self.rows:
+            cells = []
+            for m in RETRIEVAL_METRICS:
+                iv = r.get("intervals", {}).get(m)
+                if iv is not None and np.isfinite(iv["low"]):
+                    cells.append(f"{r['metrics'][m]:.3f} [{iv['low']:.3f}, {iv['high']:.3f}]")
+                else:
+                    cells.append(f"{r['metrics'][m]:.3f}")
             lines.append(f"| {r['setting']} | {r['loss']} | {r['group']} | {r['n']} | "
-                         + " | ".join(f"{r['metrics'][m]:.3f}" for m in RETRIEVAL_METRICS) + " |")
+                         + " | ".join(cells) + " |")
+        lines += ["", "P@1, R-precision, MAP@R: 95% identity-bootstrap intervals over the held-out "
+                      "people (queries resampled by person); NMI / AMI: no interval"]
         return "\n".join(lines)
 
 
@@ -226,12 +248,14 @@ def compare_spaces(
     out_dir: str | Path | None = None,
     seed: int = 0,
     perplexity: float = 30.0,
+    n_boot: int = 1000,
     **train_options: Any,
 ) -> SpaceComparison:
     """Train one embedder per (setting, loss) and compare the held-out spaces (see the
     module doc). ``bias_group=None`` runs the balanced setting only. ``train_options`` go
     to :func:`train_embedder` (``steps``, ``p``, ``k``, ``embedding_dim``, ...)."""
-    from facecore.metrics.retrieval import retrieval_metrics
+    from facecore.analysis.stats import mean_estimate
+    from facecore.metrics.retrieval import retrieval_metrics, retrieval_per_query
 
     labels, names = dataset_labels(dataset)
     if "identity" not in labels:
@@ -271,9 +295,15 @@ def compare_spaces(
                 if m is None or m.sum() < 3:
                     continue
                 met = retrieval_metrics(e.features[m], e.labels["identity"][m], seed=seed)
+                per_query, who = retrieval_per_query(e.features[m], e.labels["identity"][m])
+                intervals = {
+                    k: mean_estimate(v.numpy(), clusters=who.numpy(), seed=seed,
+                                     n_boot=n_boot).to_dict()
+                    for k, v in per_query.items()
+                }
                 rows.append({"setting": setting, "loss": loss,
                              "group": "all" if gv is None else gnames[int(gv)],
-                             "n": int(m.sum()), "metrics": met})
+                             "n": int(m.sum()), "metrics": met, "intervals": intervals})
             row_panels.append((setting, loss, e))
         panels.append(row_panels)
     result = SpaceComparison(rows, group, meta, [], embs)

@@ -49,6 +49,7 @@ from facecore.metrics.retrieval import (
     precision_at_1,
     r_precision,
     retrieval_metrics,
+    retrieval_per_query,
 )
 from facecore.metrics.verification import (
     EqualErrorRate,
@@ -104,4 +105,5 @@ __all__ = [
     "precision_at_1",
     "r_precision",
     "retrieval_metrics",
+    "retrieval_per_query",
 ]

@@ -58,6 +58,7 @@ __all__ = [
     "precision_at_1",
     "r_precision",
     "retrieval_metrics",
+    "retrieval_per_query",
 ]
 
 #: The metric names (PML's ``AccuracyCalculator`` keys) :func:`retrieval_metrics` returns.
@@ -191,25 +192,25 @@ class _Neighbours:
         return cols < self.R.unsqueeze(1)
 
 
-def _knn_values(nb: _Neighbours, which: Sequence[str], avg_of_avgs: bool) -> dict[str, float]:
-    out: dict[str, float] = {}
+def _knn_per_query(nb: _Neighbours, which: Sequence[str]) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
     same = nb.same()
     if "precision_at_1" in which:
-        out["precision_at_1"] = nb.mean(same[:, 0].double(), avg_of_avgs)
+        out["precision_at_1"] = same[:, 0].double()
     if "r_precision" in which or "mean_average_precision_at_r" in which:
         mask = nb.relevance_mask()
         hits = same & mask
         if "r_precision" in which:
-            out["r_precision"] = nb.mean(
-                hits.sum(1).double() / mask.sum(1).double(), avg_of_avgs
-            )
+            out["r_precision"] = hits.sum(1).double() / mask.sum(1).double()
         if "mean_average_precision_at_r" in which:
             ranks = torch.arange(1, nb.k + 1, dtype=torch.float64).unsqueeze(0)
             prec = torch.cumsum(hits, 1).double() * hits / ranks
-            out["mean_average_precision_at_r"] = nb.mean(
-                prec.sum(1) / nb.R.double(), avg_of_avgs
-            )
+            out["mean_average_precision_at_r"] = prec.sum(1) / nb.R.double()
     return out
+
+
+def _knn_values(nb: _Neighbours, which: Sequence[str], avg_of_avgs: bool) -> dict[str, float]:
+    return {m: nb.mean(v, avg_of_avgs) for m, v in _knn_per_query(nb, which).items()}
 
 
 def precision_at_1(
@@ -407,6 +408,27 @@ def adjusted_mutual_info(labels_true: object, labels_pred: object) -> float:
 
 
 # ------------------------------------------------------------------- together
+
+
+def retrieval_per_query(
+    embeddings: object,
+    labels: object,
+    *,
+    reference: object | None = None,
+    reference_labels: object | None = None,
+    include: Sequence[str] = _KNN_METRICS,
+    k: int | str | None = None,
+    distance: str = "euclidean",
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The kNN metrics of :func:`retrieval_metrics` per query (``precision_at_1``,
+    ``r_precision``, ``mean_average_precision_at_r``; float64 ``[Q]``) and the queries'
+    labels ``[Q]``, lone queries left out: their mean is :func:`retrieval_metrics`' value
+    (``avg_of_avgs=False``). For intervals, e.g. resampling the queries by identity."""
+    bad = [m for m in include if m not in _KNN_METRICS]
+    if bad:
+        raise ValueError(f"include has metrics without per-query values {bad}; known: {list(_KNN_METRICS)}")
+    nb = _Neighbours(embeddings, labels, reference, reference_labels, k, distance)
+    return _knn_per_query(nb, include), nb.labels.to(torch.int64)
 
 
 def retrieval_metrics(
