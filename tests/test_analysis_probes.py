@@ -11,7 +11,12 @@ from analysis_cases import blobs, one_blas_thread  # noqa: F401
 
 from facecore.analysis import Embeddings, probe, project, projection_figures, wilson_interval
 from facecore.analysis.probes import cv_folds, make_probe
-from facecore.analysis.stats import identity_pair_bootstrap, mean_estimate, pair_bootstrap, proportion
+from facecore.analysis.stats import (
+    identity_pair_bootstrap,
+    mean_estimate,
+    pair_bootstrap,
+    proportion,
+)
 
 
 def test_probe_equals_sklearn_on_the_same_folds():
