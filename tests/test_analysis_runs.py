@@ -122,3 +122,13 @@ def test_cli_bias_with_train(tmp_path, capsys):
     assert main(["analyze", "bias", "--train", "gender_synthetic", "--set", "data.include={race: 0}",
                  "--group", "race", "-o", str(tmp_path / "x")]) == 2
     assert "data.include.race must be list[int], got 0" in capsys.readouterr().err
+
+
+def test_binned_groups_train_on_the_values_of_their_bin(tmp_path):
+    cfg = _gender(tmp_path, "optim.epochs=1", "data.include={race: [0, 1, 2]}")
+    m = fit_bias_matrix(cfg, "race", bins=[1], bin_names=["light", "darker"], n_boot=20)
+    assert m.group == "race_bin" and m.cols == ["light", "darker"]
+    runs = m.meta["runs"]
+    assert runs["light"]["include"] == {"race": [0]} and runs["darker"]["include"] == {"race": [1, 2]}
+    assert runs["all"]["include"] == {"race": [0, 1, 2]}  # the config's own include stays
+    assert runs["light"]["train_items"] == runs["darker"]["train_items"] == runs["all"]["train_items"]

@@ -11,7 +11,8 @@
     facecore analyze bias       (--embeddings FILE | ...) --target ATTR --group ATTR
                                 [--task classification|regression|verification]
                                 [--probe logreg|mlp] [--min-group N] [--far F] --output DIR
-    facecore analyze bias       --train CONFIG [--set KEY=VALUE ...] --group ATTR --output DIR
+    facecore analyze bias       --train CONFIG [--set KEY=VALUE ...] --group ATTR
+                                [--bin ATTR=EDGES[:NAMES] --group ATTR_bin] --output DIR
                                 (one facecore.train.fit run per group + one on all; each
                                 scored per group on the config's test split)
     facecore analyze groups     --model PATH --data ... --group ATTR [--target ATTR] --output DIR
@@ -339,8 +340,8 @@ def _train_config(a) -> Any:
 
     if a.embeddings or a.model or a.pixels:
         raise _Usage("--train trains its own models: give no --embeddings, --model or --pixels")
-    if a.task or a.bin or a.data_opt:
-        raise _Usage("--task, --bin and --data-opt do not apply to --train (use --set KEY=VALUE)")
+    if a.task or a.data_opt:
+        raise _Usage("--task and --data-opt do not apply to --train (use --set KEY=VALUE)")
     overrides = list(a.overrides)
     if a.data:
         overrides.append(f"data.name={a.data}")
@@ -364,8 +365,14 @@ def _cmd_bias(a) -> int:
             raise _Usage(f"--target {a.target}: a {cfg.task} config predicts {target!r}")
         # a bad config / data surfaces as a ConfigError (a ValueError: usage error, exit 2);
         # a failed run as TrainingError (exit 1)
-        m = fit_bias_matrix(cfg, a.group, min_group_size=a.min_group, far=a.far,
-                            equal_train_size=not a.unequal_train_size)
+        group, bins, names = a.group, None, None
+        for key, edges, labels in a.bin:  # --group KEY_bin --bin KEY=EDGES[:NAMES]
+            if a.group == f"{key}_bin":
+                group, bins, names = key, edges, labels
+            else:
+                raise _Usage(f"--bin {key}: with --train, bin the group only (--group {key}_bin)")
+        m = fit_bias_matrix(cfg, group, bins=bins, bin_names=names, min_group_size=a.min_group,
+                            far=a.far, equal_train_size=not a.unequal_train_size)
         a.target = target
     else:
         if a.overrides:

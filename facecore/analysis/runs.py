@@ -57,7 +57,10 @@ def _slug(text: str) -> str:
 class FitTrainer:
     """A :class:`~facecore.analysis.bias.GroupTrainer` whose rows are full training runs
     of ``config`` (see the module doc). ``group``: the label whose values are the rows and
-    columns. ``out``: where the runs print their progress (default: stdout).
+    columns; with ``bins`` (edges, as ``facecore analyze --bin``) its values are cut into
+    bins (named ``bin_names``) and a row trains on the values of its bin
+    (``data.include: {group: [values in the bin]}``). ``out``: where the runs print their
+    progress (default: stdout).
 
     Attributes for :func:`~facecore.analysis.cross_group_matrix`: ``task``, ``target``
     (the task's labels of every dataset item), ``groups``, ``group_names``, ``identity``
@@ -65,7 +68,15 @@ class FitTrainer:
     best checkpoint and its validation metrics, the training size and the wall time.
     """
 
-    def __init__(self, config: Any, group: str, *, out: Any = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        group: str,
+        *,
+        bins: list[float] | None = None,
+        bin_names: list[str] | None = None,
+        out: Any = None,
+    ) -> None:
         from facecore.analysis.data import dataset_labels
         from facecore.train.config import ConfigError, check_data_root, validate
         from facecore.train.datasets import build_splits
@@ -93,8 +104,14 @@ class FitTrainer:
                 f"no group label {group!r} in data.name={config.data.name!r}; labels: "
                 f"{', '.join(k for k in labels if k != 'identity')}"
             )
-        self.groups = labels[group]
-        self.group_names = names.get(group) or [str(v) for v in range(int(self.groups.max()) + 1)]
+        self.values = labels[group]  # the label data.include filters on
+        self.group_names = names.get(group) or [str(v) for v in range(int(self.values.max()) + 1)]
+        self.groups = self.values
+        if bins is not None:
+            from facecore.analysis.data import bin_values
+
+            self.groups, auto = bin_values(self.values, bins, names.get(group))
+            self.group_names = list(bin_names) if bin_names else auto
         self.target = self.base.targets.numpy()
         ident = labels.get("identity")
         self.identity = ident
@@ -154,7 +171,10 @@ class FitTrainer:
         from facecore.train.runner import TrainingError, fit, model_from_training_checkpoint
 
         train_idx = np.asarray(train_idx, np.int64)
-        values = sorted({int(v) for v in self.groups[train_idx]})
+        # the label values of the row's group (of its bin), in every split: data.include
+        # keeps them in the valid split too
+        row_bins = np.unique(self.groups[train_idx])
+        values = sorted({int(v) for v in self.values[np.isin(self.groups, row_bins)]})
         cfg = self.row_config(train_group, values, self._limits.get((fold, train_group)))
         splits = build_splits(cfg)
         if splits.indices["train"] != sorted(train_idx.tolist()):  # pragma: no cover - a bug
@@ -188,18 +208,28 @@ class FitTrainer:
                 f"epochs, {c.run.workers} Ray Train worker(s)); test split of the config")
 
 
-def fit_bias_matrix(config: Any, group: str, *, out: Any = None, **options: Any):
+def fit_bias_matrix(
+    config: Any,
+    group: str,
+    *,
+    bins: list[float] | None = None,
+    bin_names: list[str] | None = None,
+    out: Any = None,
+    **options: Any,
+):
     """:func:`~facecore.analysis.cross_group_matrix` with a :class:`FitTrainer`: one training
     run per value of ``group`` plus one on all, each scored on every group of the config's
-    test split. ``options`` go to ``cross_group_matrix`` (``equal_train_size``,
+    test split (``bins`` / ``bin_names``: rows and columns are bins of ``group``, as
+    :class:`FitTrainer`). ``options`` go to ``cross_group_matrix`` (``equal_train_size``,
     ``min_group_size``, ``far``, ``n_boot``, ...)."""
     from facecore.analysis.bias import cross_group_matrix
 
-    trainer = FitTrainer(config, group, out=out)
+    trainer = FitTrainer(config, group, bins=bins, bin_names=bin_names, out=out)
     options.setdefault("seed", config.data.seed)
     m = cross_group_matrix(
         trainer, trainer.groups, group_names=trainer.group_names, identity=trainer.identity,
-        target_name=get_label_key(config), group_name=group, **options,
+        target_name=get_label_key(config), group_name=group if bins is None else f"{group}_bin",
+        **options,
     )
     m.meta["runs"] = trainer.runs
     m.meta["train_config"] = {"task": config.task, "data": config.data.name,
