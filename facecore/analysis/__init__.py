@@ -22,6 +22,7 @@ Needs the ``analysis`` extra (scikit-learn, matplotlib): ``pip install facecore[
 Modules: :mod:`.embeddings` (:class:`Embeddings`, :func:`extract_embeddings`,
 :func:`pixel_embeddings`, :func:`load_analysis_model`), :mod:`.projection`,
 :mod:`.probes`, :mod:`.bias` (:func:`cross_group_matrix` with pluggable trainers),
+:mod:`.runs` (:class:`FitTrainer`: a full :func:`facecore.train.fit` run per group),
 :mod:`.groups`, :mod:`.spaces`, :mod:`.stats` (intervals), :mod:`.data`
 (datasets open by name with :func:`facecore.data.open_dataset`), :mod:`.plots`, :mod:`.cli` (``facecore analyze``).
 """
@@ -46,6 +47,7 @@ from facecore.analysis.embeddings import (
 from facecore.analysis.groups import GroupReport, ModelOutputs, group_report, model_outputs
 from facecore.analysis.probes import ProbeResult, make_probe, probe
 from facecore.analysis.projection import Projection, project, projection_figures
+from facecore.analysis.runs import FitTrainer, fit_bias_matrix
 from facecore.analysis.spaces import (
     SPACE_LOSSES,
     SpaceComparison,
@@ -60,6 +62,7 @@ __all__ = [
     "BiasMatrix",
     "Embeddings",
     "Estimate",
+    "FitTrainer",
     "GroupReport",
     "GroupTrainer",
     "LoadedModel",
@@ -75,6 +78,7 @@ __all__ = [
     "cross_group_matrix",
     "dataset_labels",
     "extract_embeddings",
+    "fit_bias_matrix",
     "group_report",
     "load_analysis_model",
     "make_probe",
