@@ -1,7 +1,7 @@
 """The bias matrix with full training runs per group (``FitTrainer``: ``facecore.train.fit``
 per row with ``data.include``), on synthetic faces in Ray Train's local mode (workers=0,
 two epochs): the protocol (each row trains on its group's training items only, equal
-sizes, every row scored on the same held-out people), cells equal to what the stored best
+sizes, every row scored on the same held-out people), cells equal to what the stored
 checkpoints predict, softmax embeddings trained through ``fit``, errors, the CLI."""
 
 from __future__ import annotations
@@ -55,16 +55,16 @@ def test_rows_are_fit_runs_on_their_group_scored_on_one_test_split(gender_matrix
     assert len(sizes) == 1  # equal training sizes (the smallest group's)
     for row, value in (("light", 0), ("medium", 1), ("dark", 2), ("all", None)):
         run = runs[row]
-        assert run["run"].endswith(f"g-race-{row}") and run["best_checkpoint"]
-        model, row_cfg, _ = model_from_training_checkpoint(run["best_checkpoint"])
+        assert run["run"].endswith(f"g-race-{row}") and run["checkpoint"].endswith("_0002")
+        model, row_cfg, _ = model_from_training_checkpoint(run["checkpoint"])  # the latest
         assert row_cfg.data.include == (None if value is None else {"race": [value]})
         tr = build_splits(row_cfg).indices["train"]
         assert len(tr) == run["train_items"] and set(tr) <= set(base.indices["train"])
         assert not set(ident[tr]) & set(ident[list(test)])  # no test person was trained on
         if value is not None:
             assert set(race[tr]) == {value}
-    # a cell is the accuracy of the row's best checkpoint on the column group's test items
-    model, row_cfg, _ = model_from_training_checkpoint(runs["light"]["best_checkpoint"])
+    # a cell is the accuracy of the row's checkpoint on the column group's test items
+    model, row_cfg, _ = model_from_training_checkpoint(runs["light"]["checkpoint"])
     items = [i for i in base.indices["test"] if race[i] == 1]
     out = predict_dataset(row_cfg, model, Subset(base.dataset, items))
     acc = float((out["label"] == out["target"]).float().mean())
@@ -81,12 +81,14 @@ def test_softmax_embeddings_through_fit_give_verification_cells(tmp_path):
     cfg = load_config("embedding_triplet_synthetic", [
         *SMALL, "data.num_identities=60", "metric.loss=softmax", "metric.p=4", "metric.k=3",
         "model.embedding_dim=8", f"run.storage={tmp_path}", "run.name=e"])
-    m = fit_bias_matrix(cfg, "race", far=0.1, n_boot=30, min_group_size=5)
+    m = fit_bias_matrix(cfg, "race", far=0.1, n_boot=30, min_group_size=5, checkpoint="best")
     assert m.task == "verification" and m.metric == "tar@far=0.1"
     v = m.values()
     assert np.all((v >= 0) & (v <= 1))
     assert m.cells[0][0].method.startswith("identity bootstrap")
-    _, _, raw = model_from_training_checkpoint(m.meta["runs"]["all"]["best_checkpoint"])
+    run = m.meta["runs"]["all"]
+    assert run["checkpoint"] == run["best_checkpoint"]
+    _, _, raw = model_from_training_checkpoint(run["checkpoint"])
     assert "softmax.fc.weight" in raw["objective"]  # the identity classifier was trained
 
 
@@ -99,6 +101,8 @@ def test_errors_name_the_setting(tmp_path):
         FitTrainer(cfg, "race")
     with pytest.raises(KeyError, match="no group label 'ethnicity'"):
         FitTrainer(_gender(tmp_path), "ethnicity")
+    with pytest.raises(ValueError, match="checkpoint must be 'latest' or 'best'"):
+        FitTrainer(_gender(tmp_path), "race", checkpoint="last")
     with pytest.raises(ValueError, match="leave no test split"):
         FitTrainer(_gender(tmp_path, "data.fractions=[0.8, 0.2, 0.0]"), "race").splits()
 

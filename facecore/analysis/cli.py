@@ -145,6 +145,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--train", metavar="CONFIG",
                    help="training config (YAML path or packaged name): one facecore.train.fit "
                    "run per group with data.include, scored on the config's test split")
+    t.add_argument("--checkpoint", choices=("latest", "best"), default="latest",
+                   help="which checkpoint of each run predicts (default: latest, the same "
+                   "budget for every row)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for --train, e.g. optim.epochs=5 (repeatable)")
     b.add_argument("--target", metavar="ATTR",
@@ -371,8 +374,9 @@ def _cmd_bias(a) -> int:
                 group, bins, names = key, edges, labels
             else:
                 raise _Usage(f"--bin {key}: with --train, bin the group only (--group {key}_bin)")
-        m = fit_bias_matrix(cfg, group, bins=bins, bin_names=names, min_group_size=a.min_group,
-                            far=a.far, equal_train_size=not a.unequal_train_size)
+        m = fit_bias_matrix(cfg, group, bins=bins, bin_names=names, checkpoint=a.checkpoint,
+                            min_group_size=a.min_group, far=a.far,
+                            equal_train_size=not a.unequal_train_size)
         a.target = target
     else:
         if a.overrides:

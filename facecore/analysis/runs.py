@@ -5,7 +5,10 @@ A training config names the task, the data and the groups: the rows of the matri
 runs of that config with ``data.include: {<group>: [<value>]}`` (one per value of the
 group attribute present in the config's splits, or in its own ``data.include`` for that
 attribute) plus one run on all of them; every row's best checkpoint then predicts the
-config's **test split**, scored per group in the columns. Because ``data.include`` acts
+config's **test split**, scored per group in the columns. Each row predicts with its
+**latest** checkpoint by default (the same training budget for every row; a row's own
+validation split is its group's share and can be a handful of people, too few to pick
+an epoch on), or its best one by the config's score (``checkpoint="best"``). Because ``data.include`` acts
 after the split, every run sees the same train / valid / test partition: a row trains on
 its group's training items (validated on its group's validation items) and no row ever
 trained on a test item; with ``data.split_by: identity`` (or a matching task) no person
@@ -59,8 +62,9 @@ class FitTrainer:
     of ``config`` (see the module doc). ``group``: the label whose values are the rows and
     columns; with ``bins`` (edges, as ``facecore analyze --bin``) its values are cut into
     bins (named ``bin_names``) and a row trains on the values of its bin
-    (``data.include: {group: [values in the bin]}``). ``out``: where the runs print their
-    progress (default: stdout).
+    (``data.include: {group: [values in the bin]}``). ``checkpoint``: ``latest`` (default)
+    or ``best`` (see the module doc). ``out``: where the runs print their progress
+    (default: stdout).
 
     Attributes for :func:`~facecore.analysis.cross_group_matrix`: ``task``, ``target``
     (the task's labels of every dataset item), ``groups``, ``group_names``, ``identity``
@@ -75,12 +79,16 @@ class FitTrainer:
         *,
         bins: list[float] | None = None,
         bin_names: list[str] | None = None,
+        checkpoint: str = "latest",
         out: Any = None,
     ) -> None:
         from facecore.analysis.data import dataset_labels
         from facecore.train.config import ConfigError, check_data_root, validate
         from facecore.train.datasets import build_splits
 
+        if checkpoint not in ("latest", "best"):
+            raise ValueError(f"checkpoint must be 'latest' or 'best', got {checkpoint!r}")
+        self.checkpoint = checkpoint
         if config.task not in TASK_KINDS:
             raise ValueError(
                 f"a bias matrix of full training runs needs a task of {' | '.join(TASK_KINDS)}, "
@@ -184,17 +192,19 @@ class FitTrainer:
             )
         t0 = time.perf_counter()
         res = fit(cfg, finalize_run=False, out=self.out)
-        if res.best_checkpoint is None:
+        chosen = res.latest_checkpoint if self.checkpoint == "latest" else res.best_checkpoint
+        if chosen is None:
             raise TrainingError(f"row {train_group!r}: the run {res.run_path} left no checkpoint")
-        model, _, state = model_from_training_checkpoint(res.best_checkpoint)
+        model, _, state = model_from_training_checkpoint(chosen)
         pred = predict_dataset(cfg, model, Subset(splits.dataset, [int(i) for i in test_idx]),
                                batch_size=cfg.data.eval_batch_size)
         score, _ = cfg.score()
         self.runs[train_group] = {
             "run": res.run_path,
+            "checkpoint": chosen,
+            "epoch": int(state["epoch"]),
+            f"{score} (of that epoch)": state["metrics"].get(score),
             "best_checkpoint": res.best_checkpoint,
-            "best_epoch": int(state["epoch"]),
-            score: res.best_metrics.get(score),
             "train_items": len(train_idx),
             "include": cfg.data.include,
             "max_train_samples": cfg.data.max_train_samples,
@@ -205,7 +215,8 @@ class FitTrainer:
     def describe(self) -> str:
         c = self.config
         return (f"facecore.train.fit per row ({c.task}, {c.model.backbone}, {c.optim.epochs} "
-                f"epochs, {c.run.workers} Ray Train worker(s)); test split of the config")
+                f"epochs, {c.run.workers} Ray Train worker(s), {self.checkpoint} checkpoint); "
+                "test split of the config")
 
 
 def fit_bias_matrix(
@@ -214,6 +225,7 @@ def fit_bias_matrix(
     *,
     bins: list[float] | None = None,
     bin_names: list[str] | None = None,
+    checkpoint: str = "latest",
     out: Any = None,
     **options: Any,
 ):
@@ -224,7 +236,8 @@ def fit_bias_matrix(
     ``min_group_size``, ``far``, ``n_boot``, ...)."""
     from facecore.analysis.bias import cross_group_matrix
 
-    trainer = FitTrainer(config, group, bins=bins, bin_names=bin_names, out=out)
+    trainer = FitTrainer(config, group, bins=bins, bin_names=bin_names, checkpoint=checkpoint,
+                         out=out)
     options.setdefault("seed", config.data.seed)
     m = cross_group_matrix(
         trainer, trainer.groups, group_names=trainer.group_names, identity=trainer.identity,
