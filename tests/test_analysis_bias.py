@@ -162,3 +162,44 @@ def test_gender_cues_option():
     with pytest.raises(ValueError, match="skin-tone groups"):
         SyntheticFaces(4, gender_cues={3: ("hair",)})
     assert set(GENDER_CUES) == {"hair", "face", "brows", "lips", "stubble"}
+
+
+class OwnSplitTrainer(RecordingTrainer):
+    """A trainer with its own held-out split and its own equal-size draw (as FitTrainer)."""
+
+    def __init__(self, target, identity, group, train, test):
+        super().__init__(target, identity, group)
+        self.train, self.test, self.draws = train, test, []
+
+    def splits(self):
+        return [(self.train, self.test)]
+
+    def subsample(self, idx, n, *, fold, train_group):
+        self.draws.append((train_group, n))
+        return np.sort(idx)[:n]  # deterministic: the first n
+
+
+def test_trainer_owned_split_and_subsample():
+    e = blobs(n_per=40, identities_per_class=12, seed=3)
+    g, ident = e.label("group"), e.label("identity")
+    people = np.unique(ident)
+    test_people = people[::4]
+    test = np.nonzero(np.isin(ident, test_people))[0]
+    train = np.nonzero(~np.isin(ident, test_people))[0][:-5]  # 5 items in no split
+    t = OwnSplitTrainer(e.label("cls"), ident, g, train, test)
+    m = cross_group_matrix(t, g, group_names=["g0", "g1"], identity=ident, min_group_size=5)
+    assert m.meta["folds"] == 1 and m.meta["split"] == "the trainer's own split (by identity)"
+    assert len(t.calls) == 3
+    n_min = min(int(np.sum(g[train] == k)) for k in (0, 1))
+    for _, row, tr, te in t.calls:
+        assert sorted(te) == sorted(test)  # every row scored on the same held-out items
+        assert len(tr) == n_min and set(tr) <= set(train)
+        if row != "all":
+            assert set(g[tr]) == {["g0", "g1"].index(row)}
+    # the trainer drew the subsets; the matrix used them as given
+    assert {row for row, _ in t.draws} <= {"g0", "g1", "all"} and all(n == n_min for _, n in t.draws)
+    assert m.meta["train_sizes_per_row"] == {r: [n_min] for r in ("g0", "g1", "all")}
+    assert sum(c.n for c in m.cells[0]) == len(test)
+    leaky = OwnSplitTrainer(e.label("cls"), ident, g, train, np.concatenate([test, train[:3]]))
+    with pytest.raises(ValueError, match="people in both train and test"):
+        cross_group_matrix(leaky, g, group_names=["g0", "g1"], identity=ident, min_group_size=5)
