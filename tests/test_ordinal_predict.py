@@ -164,6 +164,43 @@ def test_non_contiguous_and_half_inputs(head):
             assert_close(a, b, dtype)
 
 
+@pytest.mark.parametrize("capability", ["default", "avx2"])
+def test_cpu_capabilities_agree(capability, tmp_path):
+    # The row kernels are built per CPU capability (csrc/ops/cpu/vec_isa.h);
+    # ATen's ATEN_CPU_CAPABILITY picks them: every build predicts the same.
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+import torch, facecore
+from ordinal_cases import random_batch
+x, _ = random_batch(200, 53, seed=12)
+x[3, 7] = float("nan")
+out = {{}}
+for h in ("coral", "corn"):
+    for dt in (torch.float32, torch.float64, torch.bfloat16):
+        out[(h, str(dt))] = tuple(facecore.ordinal_predict(x.to(dt), h, 0.3))
+torch.save(out, {str(tmp_path / "out.pt")!r})
+"""
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__)] + sys.path)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    theirs = torch.load(tmp_path / "out.pt")
+    x, _ = random_batch(200, 53, seed=12)
+    x[3, 7] = float("nan")
+    for (head, dt), other in theirs.items():
+        dtype = {"torch.float32": torch.float32, "torch.float64": torch.float64}.get(dt, torch.bfloat16)
+        mine = facecore.ordinal_predict(x.to(dtype), head, 0.3)
+        if head == "coral":
+            assert torch.equal(mine.labels, other[0])
+        else:  # log-sums in another order: a label may flip at a float tie
+            assert (mine.labels != other[0]).sum() <= 1
+        for a, b in zip(mine[1:], other[1:]):
+            assert_close(a, b, dtype)
+
+
 # ---------------------------------------------------------------- op boundary
 
 

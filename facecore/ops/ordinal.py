@@ -165,7 +165,11 @@ def ordinal_predict(
     One op call (``torch.ops.facecore.ordinal_predict``) computes the labels,
     ``P(y > k)``, ``P(y = k)`` and the expected rank together; set a flag to
     ``False`` to skip an output (it is then not computed and comes back as an
-    empty tensor of shape ``[0]``). The labels alone need no sigmoid for
+    empty tensor of shape ``[0]``), e.g. the labels alone:
+    ``ordinal_predict(z, "coral", labels=True, cum_probs=False, class_probs=False,
+    expected=False).labels``. (The flags here follow the fields of
+    :class:`OrdinalPrediction`; the op itself returns and takes the integer
+    labels last: ``(cum_probs, class_probs, expected, labels)``.) The labels alone need no sigmoid for
     CORAL (``x_k > logit(threshold)``). ``head``: ``'coral'``, ``'niu'``
     (OR-CNN, decoded exactly as CORAL) or ``'corn'``. Differentiable in the
     probabilities, like :func:`ordinal_probs`.
