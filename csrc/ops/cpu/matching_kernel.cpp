@@ -1,11 +1,11 @@
 // CPU kernels of the face-matching op family (schemas in ../matching.cpp).
 //
-// pairwise_distance: one matrix product (BLAS) for <x_i, y_j>, then a row-
-//   parallel pass turning it into distances. Where the product form loses
-//   precision to cancellation (|x_i - y_j|^2 < |x_i|^2/16 + |y_j|^2/16, which
-//   includes every diagonal entry of a batch against itself) the squared
-//   distance is recomputed exactly from the differences, so near-duplicates
-//   get accurate small distances and the diagonal is exactly 0.
+// pairwise_distance: |x_i|^2 + |y_j|^2 - 2 <x_i, y_j> in one BLAS call
+//   (addmm). Where the product form loses precision to cancellation
+//   (|x_i - y_j|^2 < |x_i|^2/16 + |y_j|^2/16, which includes every diagonal
+//   entry of a batch against itself) the squared distance is recomputed
+//   exactly from the differences, so near-duplicates get accurate small
+//   distances and the diagonal is exactly 0; then one vectorised sqrt.
 // Triplet loss: anchors are split across threads; each anchor runs one
 //   vectorised, branch-free pass over its distance row (cpu/matching_rows.h,
 //   built for the CPU capability ATen runs with): V columns at a time, every
@@ -23,6 +23,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -48,6 +49,8 @@ namespace {
 
 constexpr double kRecompute = 0.0625;
 
+
+
 // ------------------------------------------------------------ distances
 
 at::Tensor pairwise_distance_cpu(
@@ -64,70 +67,45 @@ at::Tensor pairwise_distance_cpu(
   const int64_t B = X.size(0);
   const int64_t M = Y.size(0);
   const int64_t D = X.size(1);
-  at::Tensor out = at::empty({B, M}, x.options());
   if (B == 0 || M == 0) {
-    return out;
+    return at::empty({B, M}, x.options());
   }
-  // <x_i, y_j> straight into the output when it has the accumulation dtype.
-  at::Tensor G = x.scalar_type() == X.scalar_type() ? out : at::empty({B, M}, X.options());
-  at::mm_out(G, X, Y.t());
+  if (metric == Metric::Cosine) {
+    return at::addmm(at::ones({}, X.options()), X, Y.t(), 1, -1).to(x.scalar_type());
+  }
+  // |x_i|^2 + |y_j|^2 - 2 <x_i, y_j> in one BLAS call
   const at::Tensor nx = X.pow(2).sum(1);
   const at::Tensor ny = self ? nx : Y.pow(2).sum(1);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, x.scalar_type(), "facecore_pairwise_distance_cpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        const acc_t* g = G.const_data_ptr<acc_t>();
-        const acc_t* xp = X.const_data_ptr<acc_t>();
-        const acc_t* yp = Y.const_data_ptr<acc_t>();
-        const acc_t* nxp = nx.const_data_ptr<acc_t>();
-        const acc_t* nyp = ny.const_data_ptr<acc_t>();
-        scalar_t* o = out.mutable_data_ptr<scalar_t>();
-        const acc_t tau = static_cast<acc_t>(kRecompute);
-        at::parallel_for(0, B, grain_for(M * 4), [&](int64_t begin, int64_t end) {
-          // three passes per row, the first and last vectorised: squared
-          // distances by the product form, the (rare) exact recomputations,
-          // then the square roots
-          std::vector<acc_t> sq(M);
-          for (int64_t i = begin; i < end; ++i) {
-            const acc_t* gi = g + i * M; // may alias the output row: read first
-            scalar_t* oi = o + i * M;
-            if (metric == Metric::Cosine) {
-              for (int64_t j = 0; j < M; ++j) {
-                oi[j] = static_cast<scalar_t>(acc_t(1) - gi[j]);
-              }
-              continue;
-            }
-            const acc_t ni = nxp[i];
-            for (int64_t j = 0; j < M; ++j) {
-              sq[j] = (ni + nyp[j]) - acc_t(2) * gi[j];
-            }
-            for (int64_t j = 0; j < M; ++j) {
-              if (sq[j] < tau * (ni + nyp[j])) {
-                // cancellation: recompute from the differences (exact 0 on
-                // the diagonal; NaN compares false and stays NaN)
-                const acc_t* xi = xp + i * D;
-                const acc_t* yj = yp + j * D;
-                acc_t t = acc_t(0);
-                for (int64_t k = 0; k < D; ++k) {
-                  const acc_t d = xi[k] - yj[k];
-                  t += d * d;
-                }
-                sq[j] = t;
-              }
-            }
-            if (metric == Metric::Euclidean) {
-              for (int64_t j = 0; j < M; ++j) {
-                oi[j] = static_cast<scalar_t>(std::sqrt(sq[j]));
-              }
-            } else {
-              for (int64_t j = 0; j < M; ++j) {
-                oi[j] = static_cast<scalar_t>(sq[j]);
-              }
-            }
+  const at::Tensor n2 = nx.unsqueeze(1) + ny.unsqueeze(0);
+  at::Tensor sq = at::addmm(n2, X, Y.t(), 1, -2);
+  // cancellation: recompute from the differences where the product form has
+  // lost the precision (exact 0 on the diagonal; NaN compares false, stays NaN)
+  const at::Tensor bad = at::lt(sq, n2 * kRecompute).nonzero().contiguous(); // [K, 2]
+  const int64_t nbad = bad.size(0);
+  if (nbad > 0) {
+    AT_DISPATCH_FLOATING_TYPES(sq.scalar_type(), "facecore_pairwise_distance_cpu", [&] {
+      const int64_t* ij = bad.const_data_ptr<int64_t>();
+      const scalar_t* xp = X.const_data_ptr<scalar_t>();
+      const scalar_t* yp = Y.const_data_ptr<scalar_t>();
+      scalar_t* sp = sq.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, nbad, grain_for(D), [&](int64_t begin, int64_t end) {
+        for (int64_t e = begin; e < end; ++e) {
+          const int64_t i = ij[2 * e];
+          const int64_t j = ij[2 * e + 1];
+          scalar_t t = scalar_t(0);
+          for (int64_t k = 0; k < D; ++k) {
+            const scalar_t d = xp[i * D + k] - yp[j * D + k];
+            t += d * d;
           }
-        });
+          sp[i * M + j] = t;
+        }
       });
-  return out;
+    });
+  }
+  if (metric == Metric::Euclidean) {
+    sq.sqrt_();
+  }
+  return sq.to(x.scalar_type());
 }
 
 // distance_backward (../matching_common.h) for a batch against itself, with

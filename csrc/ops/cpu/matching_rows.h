@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include <ATen/cpu/vec/vec.h>
 
@@ -161,6 +162,106 @@ void triplet_anchor_t(
   *mined = n_mined;
 }
 
+#if defined(CPU_CAPABILITY_AVX512)
+// triplet_anchor_t for float, hard hinge, with AVX-512 mask registers (the
+// same arithmetic; about half the instructions of the Vectorized form, whose
+// comparisons return vectors).
+template <Mining kMining>
+inline __mmask16 mined_k(__m512 t, __m512 mm) {
+  if constexpr (kMining == Mining::All) {
+    return _mm512_cmp_ps_mask(t, mm, _CMP_LE_OQ);
+  } else if constexpr (kMining == Mining::Hard) {
+    return _mm512_cmp_ps_mask(t, mm, _CMP_LE_OQ) &
+        _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_LE_OQ);
+  } else if constexpr (kMining == Mining::SemiHard) {
+    return _mm512_cmp_ps_mask(t, mm, _CMP_LE_OQ) &
+        _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_GT_OQ);
+  } else if constexpr (kMining == Mining::Easy) {
+    return _mm512_cmp_ps_mask(t, mm, _CMP_GT_OQ);
+  } else {
+    return static_cast<__mmask16>(0xFFFF);
+  }
+}
+
+template <Mining kMining>
+void triplet_anchor_hard_avx512(
+    const float* Da,
+    const float* neg,
+    int64_t B,
+    const float* dap,
+    int64_t npos,
+    float margin,
+    float mining_margin,
+    bool keep_zero,
+    float* Ga,
+    float* gpos,
+    double* loss,
+    int64_t* active,
+    int64_t* mined) {
+  constexpr int64_t V = 16;
+  constexpr int64_t P = 16;
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 marg = _mm512_set1_ps(margin);
+  const __m512 mmv = _mm512_set1_ps(mining_margin);
+  const __mmask16 keep = keep_zero ? 0xFFFF : 0;
+  __m512 lsum = zero;
+  int64_t n_active = 0;
+  int64_t n_mined = 0;
+  for (int64_t pb = 0; pb < npos; pb += P) {
+    const int64_t np = std::min<int64_t>(P, npos - pb);
+    __m512 gs[P];
+    __m512 dapv[P];
+    for (int64_t j = 0; j < np; ++j) {
+      gs[j] = zero;
+      dapv[j] = _mm512_set1_ps(dap[pb + j]);
+    }
+    for (int64_t n0 = 0; n0 < B; n0 += V) {
+      const int64_t cnt = std::min<int64_t>(V, B - n0);
+      const __mmask16 lanes = cnt == V ? 0xFFFF : static_cast<__mmask16>((1u << cnt) - 1);
+      const __m512 dan = _mm512_maskz_loadu_ps(lanes, Da + n0);
+      const __mmask16 negk =
+          _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(lanes, neg + n0), zero, _CMP_NEQ_UQ) & lanes;
+      __m512 gacc = zero;
+      for (int64_t j = 0; j < np; ++j) {
+        const __m512 t = _mm512_sub_ps(dan, dapv[j]);
+        const __mmask16 m = negk & mined_k<kMining>(t, mmv);
+        // v = (d_ap - d_an) + margin (= margin - t exactly); relu keeps NaN:
+        // max(0, v) returns its second operand when one is NaN
+        const __m512 v = _mm512_add_ps(_mm512_sub_ps(dapv[j], dan), marg);
+        const __m512 l = _mm512_max_ps(zero, v);
+        const __mmask16 pos = _mm512_cmp_ps_mask(l, zero, _CMP_GT_OQ);
+        const __mmask16 take = m & (pos | keep);
+        lsum = _mm512_mask_add_ps(lsum, take, lsum, l);
+        n_active += _mm_popcnt_u32(static_cast<unsigned>(m & pos));
+        n_mined += _mm_popcnt_u32(static_cast<unsigned>(m));
+        const __mmask16 gk = take & _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+        gs[j] = _mm512_mask_add_ps(gs[j], gk, gs[j], one);
+        gacc = _mm512_mask_add_ps(gacc, gk, gacc, one);
+      }
+      if (Ga != nullptr) {
+        const __m512 ga = _mm512_maskz_loadu_ps(lanes, Ga + n0);
+        _mm512_mask_storeu_ps(Ga + n0, lanes, _mm512_sub_ps(ga, gacc));
+      }
+    }
+    if (gpos != nullptr) {
+      for (int64_t j = 0; j < np; ++j) {
+        gpos[pb + j] = _mm512_reduce_add_ps(gs[j]);
+      }
+    }
+  }
+  alignas(64) float a[V];
+  _mm512_store_ps(a, lsum);
+  double total = 0.0;
+  for (int64_t i = 0; i < V; ++i) {
+    total += static_cast<double>(a[i]);
+  }
+  *loss = total;
+  *active = n_active;
+  *mined = n_mined;
+}
+#endif
+
 template <typename T, Mining kMining>
 void triplet_anchor_m(
     const T* Da, const T* neg, int64_t B, const T* dap, int64_t npos, bool soft, T margin,
@@ -168,7 +269,16 @@ void triplet_anchor_m(
   if (soft) {
     triplet_anchor_t<T, kMining, true>(
         Da, neg, B, dap, npos, margin, mm, keep_zero, Ga, gpos, loss, active, mined);
-  } else {
+    return;
+  }
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    triplet_anchor_hard_avx512<kMining>(
+        Da, neg, B, dap, npos, margin, mm, keep_zero, Ga, gpos, loss, active, mined);
+    return;
+  }
+#endif
+  {
     triplet_anchor_t<T, kMining, false>(
         Da, neg, B, dap, npos, margin, mm, keep_zero, Ga, gpos, loss, active, mined);
   }
