@@ -28,7 +28,7 @@ __all__ = [
 
 # Must equal FACECORE_OP_VERSION in csrc/version.h; a difference means the
 # compiled library is stale next to this Python code.
-OP_VERSION = 2
+OP_VERSION = 3
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _REBUILD = (
