@@ -18,8 +18,10 @@ and ``train_<term>`` (the mean over the epoch of each term the objective returns
 Rank 0 then writes the checkpoint directory ``checkpoint_epoch_EEEE``
 (:mod:`facecore.train.checkpoints`); every rank calls ``ray.train.report`` with the
 metrics. A worker started with a checkpoint (``ray.train.get_checkpoint()``: a restart
-after a failure, or a new run with the same storage and name) restores everything and
-continues at the next epoch.
+after a failure, or a new run with the same storage and name) restores the weights, the
+objective's and the optimiser's state and the history, and continues at the next epoch
+with the current config's learning-rate schedule (:mod:`facecore.train.optim`'s resume
+rule: rebuilt for ``optim.epochs`` and advanced to the resumed epoch).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from facecore.train.checkpoints import (
 from facecore.train.config import config_from_dict, config_to_dict
 from facecore.train.datasets import Splits, build_splits
 from facecore.train.evaluation import evaluate, predict_dataset
-from facecore.train.optim import build_optimizer, build_scheduler
+from facecore.train.optim import build_optimizer, build_scheduler, load_optimizer_state
 from facecore.train.progress import format_progress
 from facecore.train.sections import TrainConfig
 from facecore.train.tasks import get_task
@@ -245,14 +247,13 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
     wrapped = session.prepare_model(objective)
     params = [p for p in wrapped.parameters() if p.requires_grad]
     opt = build_optimizer(cfg.optim, params)
-    sched = build_scheduler(cfg.optim, opt)
     history: list[dict[str, Any]] = []
     start = 1
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+    if state is not None:  # hyper-parameters and schedule from cfg (optim.py's resume rule)
+        load_optimizer_state(opt, state["optimizer"])
         history = list(state.get("history", []))
         start = int(state["epoch"]) + 1
+    sched = build_scheduler(cfg.optim, opt, last_epoch=start - 1)
 
     loader, sampler = _train_loader(cfg, splits, session)
     fail_at = cfg.run.fail_after_epoch
