@@ -163,16 +163,16 @@ def _resolve_checkpoint(path: str) -> str:
 
 def _best_in_run(run: Path) -> Path | None:
     """The run's best checkpoint by its config's score (from the metrics.json files)."""
-    from facecore.train.checkpoints import METRICS_FILE, load_checkpoint
+    from facecore.train.checkpoints import METRICS_FILE, complete_checkpoints, load_checkpoint
     from facecore.train.config import config_from_dict
 
-    dirs = sorted(run.glob(f"checkpoint_epoch_*/{METRICS_FILE}"))
+    dirs = complete_checkpoints(run)
     if not dirs:
         return None
-    cfg = config_from_dict(load_checkpoint(dirs[-1].parent)["train_config"])
+    cfg = config_from_dict(load_checkpoint(dirs[-1])["train_config"])
     score, mode = cfg.score()
     sign = 1.0 if mode == "min" else -1.0
-    rows = [(json.loads(d.read_text()), d.parent) for d in dirs]
+    rows = [(json.loads((d / METRICS_FILE).read_text()), d) for d in dirs]
     rows = [r for r in rows if isinstance(r[0].get(score), (int, float))]
     return min(rows, key=lambda r: sign * r[0][score])[1] if rows else None
 
