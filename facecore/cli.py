@@ -7,7 +7,7 @@
                    [--storage DIR|URI] [--name NAME] [--set key=value ...]
     facecore eval CHECKPOINT [--data-root DIR] [--json]
     facecore export CHECKPOINT --output DIR
-    facecore predict --model DIR IMAGE... [--json] [--detect]
+    facecore predict --model DIR IMAGE... [--json] [--detect] [--format torchscript|export]
     facecore analyze embeddings|probe|bias|groups|spaces ...   (facecore.analysis.cli)
     facecore bench [PYTEST_ARGS...]
 
@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", "-m", required=True, metavar="DIR", help="exported model folder or file")
     r.add_argument("--json", action="store_true", help="print one JSON list")
     r.add_argument("--detect", action="store_true", help="crop the largest face first (OpenCV)")
+    r.add_argument(
+        "--format", choices=["torchscript", "export"], default=None,
+        help="which file of an export folder to load: model.pt (torchscript, the default when "
+        "present) or model.pt2 (export); both run code from the file, load only models you trust",
+    )
+    r.add_argument("--sha256", metavar="HEX", help="refuse the model file unless it has this SHA-256")
     r.add_argument("--batch-size", type=int, default=32, metavar="N")
 
     b = sub.add_parser(
@@ -279,7 +285,7 @@ def _cmd_predict(a) -> int:
         raise UsageError(f"image not found: {missing[0]}")
     if not Path(a.model).exists():
         raise UsageError(f"model not found: {a.model}")
-    predictor = load(a.model)
+    predictor = load(a.model, format=a.format, sha256=a.sha256)
     preds = predictor.predict(list(a.images), batch_size=a.batch_size, detect=a.detect)
     rows = []
     for path, p in zip(a.images, preds):
