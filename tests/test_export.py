@@ -282,7 +282,7 @@ def test_invalid_preprocess_gives_the_same_error_from_every_entry_point(exported
     (forged / "metadata.json").write_text(json.dumps({**meta, "preprocess": pre}))
     with pytest.raises(exc) as via_load:
         load(forged)
-    assert str(via_load.value) == f"{forged / 'model.pt'}: {message}"
+    assert str(via_load.value) == f"{forged / 'metadata.json'}: {message}"  # the edited file
     from facecore.serving import Predictor
 
     with pytest.raises(exc) as via_predictor:

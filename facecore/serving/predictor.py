@@ -56,6 +56,7 @@ from facecore.serving import inputs
 from facecore.serving.export import serving_module
 from facecore.serving.format import (
     FILE_FORMATS,
+    METADATA_FILE,
     OUTPUT_KEYS,
     check_compatibility,
     check_same_metadata,
@@ -172,8 +173,10 @@ def load(
     # Everything is checked before the program is deserialised (its ops may not exist here,
     # and deserialising runs code from the file).
     meta, inside = read_export_metadata(file, sha256=sha256)
-    pre_size = check_compatibility(meta, source=source).input_size
-    if inside is not None and inside is not meta:  # a folder's metadata.json
+    folder = inside is None or inside is not meta  # meta is the folder's metadata.json
+    meta_source = str(file.parent / METADATA_FILE) if folder else source
+    pre_size = check_compatibility(meta, source=meta_source).input_size
+    if inside is not None and folder:
         check_compatibility(inside, source=source)
         check_same_metadata(meta, inside, file)
     if file.suffix == ".pt2":

@@ -37,13 +37,12 @@ import shutil
 import sys
 import time
 import uuid
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from facecore.formats import check_format, header
+from facecore.formats import FormatError, check_format, header, load_torch_file
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -69,7 +68,7 @@ _PREFIX = "checkpoint_epoch_"
 _TMP_PREFIX = ".tmp-"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FormatError):
     """A file that should be a facecore training checkpoint cannot be read (one line naming
     the file and the problem)."""
 
@@ -182,19 +181,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     p = _checkpoint_file(path)
     if not p.is_file():
         raise FileNotFoundError(f"no facecore checkpoint at {path} (expected {CHECKPOINT_FILE})")
-    if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; its directory is last
-        raise CheckpointError(
-            f"{p} is not a readable facecore training checkpoint (truncated, corrupt or not a "
-            "file written by torch.save)"
-        )
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged archives
-        detail = str(e).strip().splitlines()
-        raise CheckpointError(
-            f"{p} is not a readable facecore training checkpoint ({type(e).__name__}"
-            f"{': ' + detail[0][:200] if detail else ''})"
-        ) from None
+        state = load_torch_file(p, "facecore training checkpoint")
+    except FormatError as e:
+        raise CheckpointError(str(e)) from None
     check_format(state, "train", str(p))
     return state
 

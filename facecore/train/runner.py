@@ -320,17 +320,17 @@ def _fit_local(cfg, loop_config, path, score, mode, out):
     remove_stale_temporaries(path)
     loop_config = dict(loop_config, run_dir=path, print_progress=bool(cfg.run.verbose))
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=0),
-        run_config=RayRunConfig(name=cfg.run.name, storage_path=str(Path(path).parent)),
-    )
     train_logger = logging.getLogger("ray.train")
     level = train_logger.level
-    if cfg.run.verbose < 2:  # local mode logs every report at INFO
+    if cfg.run.verbose < 2:  # local mode logs its start and every report at INFO
         train_logger.setLevel(logging.WARNING)
     try:
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config=loop_config,
+            scaling_config=ScalingConfig(num_workers=0),
+            run_config=RayRunConfig(name=cfg.run.name, storage_path=str(Path(path).parent)),
+        )
         trainer.fit()
     except Exception as exc:  # noqa: BLE001 - reported as one clear error
         _raise_config_error(exc)
@@ -433,9 +433,9 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     try:
         if q is not None:
             with _Printer(q, cfg.optim.epochs, get_task(cfg.task).progress, out):
-                result = trainer.fit()
+                result = _fit_interruptibly(trainer)
         else:
-            result = trainer.fit()
+            result = _fit_interruptibly(trainer)
     except Exception as exc:  # noqa: BLE001 - Ray wraps the worker's error
         _raise_config_error(exc)
         raise TrainingError(f"training failed: {_root_cause(exc)}") from exc
@@ -458,6 +458,32 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     if (not metrics or "history" not in metrics) and best_list:
         metrics = best_list[-1][1]
     return metrics, best, _checkpoint_path(result.checkpoint)
+
+
+def _fit_interruptibly(trainer):
+    """``trainer.fit()`` in a helper thread, so that Ctrl-C reaches the caller's (main)
+    thread as ``KeyboardInterrupt`` (the CLI prints ``facecore: interrupted``, exit 130).
+
+    On the main thread Ray Train installs its own SIGINT handler, which aborts the run and
+    returns as if it had finished, or calls ``sys.exit`` when the Ctrl-C also stopped
+    Ray's processes (the whole process group gets it), so the interrupt was lost and the
+    command exited 1 without a word. Checkpoints are written atomically, so stopping at
+    any point is safe; the driver's exit ends the run's actors."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="facecore-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def _innermost(exc: BaseException) -> BaseException:
