@@ -191,3 +191,15 @@ def test_ctrl_c_during_training_with_a_worker(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "facecore: interrupted"
+
+
+def test_torchscript_runtime_errors_keep_their_message(export):
+    import torch
+
+    from facecore.serving import load
+
+    with pytest.raises(RuntimeError) as e:
+        load(export).run(torch.rand(1, 3, 30, 30))
+    text = str(e.value)
+    assert "images must be 32x32 pixels" in text and "TorchScript interpreter" not in text
+    assert len(text.splitlines()) == 1 and text.startswith(str(export / "model.pt"))
