@@ -7,7 +7,7 @@
                    [--storage DIR|URI] [--name NAME] [--set key=value ...]
     facecore eval CHECKPOINT [--data-root DIR] [--json]
     facecore export CHECKPOINT --output DIR
-    facecore predict --model DIR IMAGE... [--json] [--detect]
+    facecore predict --model DIR IMAGE... [--json] [--detect] [--format torchscript|export]
     facecore analyze embeddings|probe|bias|groups|spaces ...   (facecore.analysis.cli)
     facecore bench [PYTEST_ARGS...]
 
@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", "-m", required=True, metavar="DIR", help="exported model folder or file")
     r.add_argument("--json", action="store_true", help="print one JSON list")
     r.add_argument("--detect", action="store_true", help="crop the largest face first (OpenCV)")
+    r.add_argument(
+        "--format", choices=["torchscript", "export"], default=None,
+        help="which file of an export folder to load: model.pt (torchscript, the default when "
+        "present) or model.pt2 (export); both run code from the file, load only models you trust",
+    )
+    r.add_argument("--sha256", metavar="HEX", help="refuse the model file unless it has this SHA-256")
     r.add_argument("--batch-size", type=int, default=32, metavar="N")
 
     b = sub.add_parser(
@@ -163,16 +169,16 @@ def _resolve_checkpoint(path: str) -> str:
 
 def _best_in_run(run: Path) -> Path | None:
     """The run's best checkpoint by its config's score (from the metrics.json files)."""
-    from facecore.train.checkpoints import METRICS_FILE, load_checkpoint
+    from facecore.train.checkpoints import METRICS_FILE, complete_checkpoints, load_checkpoint
     from facecore.train.config import config_from_dict
 
-    dirs = sorted(run.glob(f"checkpoint_epoch_*/{METRICS_FILE}"))
+    dirs = complete_checkpoints(run)
     if not dirs:
         return None
-    cfg = config_from_dict(load_checkpoint(dirs[-1].parent)["train_config"])
+    cfg = config_from_dict(load_checkpoint(dirs[-1])["train_config"])
     score, mode = cfg.score()
     sign = 1.0 if mode == "min" else -1.0
-    rows = [(json.loads(d.read_text()), d.parent) for d in dirs]
+    rows = [(json.loads((d / METRICS_FILE).read_text()), d) for d in dirs]
     rows = [r for r in rows if isinstance(r[0].get(score), (int, float))]
     return min(rows, key=lambda r: sign * r[0][score])[1] if rows else None
 
@@ -279,7 +285,7 @@ def _cmd_predict(a) -> int:
         raise UsageError(f"image not found: {missing[0]}")
     if not Path(a.model).exists():
         raise UsageError(f"model not found: {a.model}")
-    predictor = load(a.model)
+    predictor = load(a.model, format=a.format, sha256=a.sha256)
     preds = predictor.predict(list(a.images), batch_size=a.batch_size, detect=a.detect)
     rows = []
     for path, p in zip(a.images, preds):

@@ -9,15 +9,20 @@ kind       written by                                      read by
 ``export`` :func:`facecore.export_model` (``metadata.json``) :func:`facecore.load`
 =========  ==============================================  ==========================
 
+:func:`load_torch_file` is the one way facecore reads a file written with ``torch.save``
+(``torch.load(weights_only=True)``: tensors and plain containers, never code; a truncated,
+corrupt or foreign file is one :class:`FormatError` line naming it).
 :func:`header` stamps a dict, :func:`check_format` is the one reader-side check: the
 ``format`` must name the expected kind, and ``format_version`` must be an int no newer
 than what this facecore writes (older versions are read; a newer one raises
 :class:`ModelVersionError`, which says to upgrade). A leaf module: it imports nothing of
-facecore but :mod:`facecore._version`.
+facecore but :mod:`facecore._version` (and torch only inside :func:`load_torch_file`).
 """
 
 from __future__ import annotations
 
+import os
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +35,7 @@ __all__ = [
     "check_format",
     "format_name",
     "header",
+    "load_torch_file",
 ]
 
 #: Current version of each kind (bump when the layout changes; readers accept <= it).
@@ -91,3 +97,29 @@ def check_format(obj: Any, kind: str, source: str = "file") -> int:
             f"facecore {obj.get('facecore_version')})"
         )
     return version
+
+
+def load_torch_file(path: str | os.PathLike, what: str = "facecore file") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with one-line errors:
+    ``FileNotFoundError`` (no such file) or :class:`FormatError` naming the file and the
+    problem (truncated, corrupt, not written by ``torch.save``, or holding objects other than
+    tensors and plain containers). ``what`` names the expected kind in the message."""
+    import torch
+
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise FileNotFoundError(f"no such {what}: {p!r}")
+    if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; its directory is last
+        raise FormatError(
+            f"{p} is not a readable {what} (truncated, corrupt or not a file written by "
+            "torch.save)"
+        )
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged archives
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), None)
+        detail = reason or (lines[0][:200] if lines else "")
+        raise FormatError(
+            f"{p} is not a readable {what} ({type(e).__name__}{': ' + detail if detail else ''})"
+        ) from None

@@ -3,6 +3,7 @@ loadable in a fresh process that has only torch and facecore's compiled library.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
@@ -76,8 +77,12 @@ def test_metadata_records_task_versions_preprocess_labels_and_outputs(exported):
     assert meta["outputs"]["class_probs"] == {"shape": [-1, 6], "dtype": "float32"}
     assert meta["outputs"]["label"] == {"shape": [-1], "dtype": "int64"}
     assert meta["model"] == {"class": "AgeEstimator", "config": make_model("coral").config}
-    # the same JSON rides inside both archives
+    # the same JSON rides inside both archives; the folder's copy adds each file's SHA-256
+    files = meta.pop("files")
     assert read_metadata(d / "model.pt") == meta == read_metadata(d / "model.pt2")
+    for name in ("model.pt", "model.pt2"):
+        data = (d / name).read_bytes()
+        assert files[name] == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     g = json.loads((exported["gender"][1] / "metadata.json").read_text())
     assert g["class_names"] == ["male", "female"] and g["age_offset"] == 0.0
     e = json.loads((exported["embedding"][1] / "metadata.json").read_text())
@@ -277,7 +282,7 @@ def test_invalid_preprocess_gives_the_same_error_from_every_entry_point(exported
     (forged / "metadata.json").write_text(json.dumps({**meta, "preprocess": pre}))
     with pytest.raises(exc) as via_load:
         load(forged)
-    assert str(via_load.value) == f"{forged / 'model.pt'}: {message}"
+    assert str(via_load.value) == f"{forged / 'metadata.json'}: {message}"  # the edited file
     from facecore.serving import Predictor
 
     with pytest.raises(exc) as via_predictor:

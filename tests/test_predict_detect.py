@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ def predictor():
 @pytest.fixture
 def no_opencv(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 -> ImportError
-    monkeypatch.setattr(detect, "_cascade", None)
+    monkeypatch.setattr(detect, "_local", threading.local())  # no cached classifier
 
 
 def test_missing_opencv_names_the_extra(no_opencv, predictor):

@@ -213,8 +213,7 @@ class CoralCSV(_Common):
             raise ValueError(f"dataset must be one of {sorted(CORAL_OFFSETS)}, got {dataset!r}")
         if age_offset is None:
             age_offset = CORAL_OFFSETS[dataset.lower()] if dataset is not None else 0
-        with open(csv_path, newline="") as f:
-            rows = list(csv.reader(f))
+        rows = _read_label_file(csv_path, "CoralCSV", lambda f: list(csv.reader(f)))
         if not rows:
             raise ValueError(f"CoralCSV: {str(csv_path)!r} is empty")
         header = [h.strip() for h in rows[0]]
@@ -301,11 +300,23 @@ class AFADFolder(_Common):
         )
 
 
+def _read_label_file(path: Path, reader: str, parse: Callable[[Any], Any]) -> Any:
+    """``parse(open text file)`` of a label file; a file that cannot be read or parsed (bad
+    JSON / CSV, not text) is one ``ValueError`` line naming the reader and the file."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return parse(f)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as e:  # JSONDecodeError too
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{reader}: cannot read the label file {str(path)!r} ({type(e).__name__}: {detail})"
+        ) from None
+
+
 def _read_table(path: Path, what: str) -> list[list[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"CelebA: {what} file {str(path)!r} does not exist")
-    with open(path) as f:
-        return [line.split() for line in f if line.strip()]
+    return _read_label_file(path, "CelebA", lambda f: [line.split() for line in f if line.strip()])
 
 
 class CelebA(_Common):
@@ -405,13 +416,11 @@ class FairFace(_Common):
         if not ann.is_file():
             raise FileNotFoundError(f"FairFace annotations {str(ann)!r} do not exist")
         if ann.suffix.lower() == ".csv":
-            with open(ann, newline="") as f:
-                entries = list(csv.DictReader(f))
+            entries = _read_label_file(ann, "FairFace", lambda f: list(csv.DictReader(f)))
             for e in entries:
                 e.setdefault("filename", e.get("file", ""))
         else:
-            with open(ann) as f:
-                entries = json.load(f)
+            entries = _read_label_file(ann, "FairFace", json.load)
             if not isinstance(entries, list):
                 raise ValueError(f"FairFace: {str(ann)!r} must hold a JSON list of records")
         self.age_groups = tuple(age_groups)
@@ -529,11 +538,7 @@ class LondonFaces(_Common):
         ann = root / "labels.csv"
         if not ann.is_file():
             raise FileNotFoundError(f"LondonFaces: labels file {str(ann)!r} does not exist")
-        try:
-            with open(ann, newline="") as f:
-                rows = list(csv.DictReader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise ValueError(f"LondonFaces: cannot read {str(ann)!r}: {e}") from None
+        rows = _read_label_file(ann, "LondonFaces", lambda f: list(csv.DictReader(f)))
         need = ("file", "person", "age", "gender", "ethnicity", "expression")
         if not rows or any(k not in rows[0] for k in need):
             raise ValueError(f"LondonFaces: {str(ann)!r} must have the columns {', '.join(need)}")

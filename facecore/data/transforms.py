@@ -50,6 +50,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from facecore.data.images import to_8bit
+
 __all__ = [
     "CORAL_PREPROCESS",
     "IMAGENET_MEAN",
@@ -115,7 +117,7 @@ def to_tensor(img: Any) -> torch.Tensor:
     """Convert an image to a float32 tensor ``[C, H, W]`` in [0, 1].
 
     PIL images are converted as-is (``L`` gives one channel, ``RGB`` three; other modes
-    are converted to ``RGB`` first); ``uint8`` data is divided by 255; float data is kept
+    are converted to 8-bit ``RGB`` first by :func:`facecore.data.images.to_8bit`); ``uint8`` data is divided by 255; float data is kept
     (assumed already in [0, 1]); tensors pass through (``uint8`` tensors divided by 255).
     """
     _check_image(img)
@@ -127,7 +129,7 @@ def to_tensor(img: Any) -> torch.Tensor:
         return img.float()
     if isinstance(img, Image.Image):
         if img.mode not in ("L", "RGB"):
-            img = img.convert("RGB")
+            img = to_8bit(img, "RGB")  # facecore's one decoder (16-bit scaled, odd modes refused)
         arr = np.asarray(img)
     else:
         arr = img

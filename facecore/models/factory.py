@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from facecore.formats import check_format, format_name, header
+from facecore.formats import check_format, format_name, header, load_torch_file
 from facecore.models.binary import BinaryAttributeClassifier, GenderClassifier
 from facecore.models.embedding import FaceEmbedder
 from facecore.models.ordinal import AgeEstimator
@@ -130,7 +130,7 @@ def _load(source: Any) -> Any:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_torch_file(path, "facecore checkpoint")
     return source
 
 

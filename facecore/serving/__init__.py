@@ -17,7 +17,7 @@ are re-exported by the package root.
 
 from facecore.formats import ModelVersionError
 from facecore.serving.export import ServingModule, export_model, serving_module
-from facecore.serving.format import check_compatibility, read_metadata
+from facecore.serving.format import ChecksumError, check_compatibility, read_metadata
 from facecore.serving.predictor import (
     AgePrediction,
     BinaryPrediction,
@@ -29,6 +29,7 @@ from facecore.serving.predictor import (
 __all__ = [
     "AgePrediction",
     "BinaryPrediction",
+    "ChecksumError",
     "EmbeddingPrediction",
     "ModelVersionError",
     "Predictor",

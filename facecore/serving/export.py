@@ -41,9 +41,11 @@ from facecore.extension import OP_VERSION
 from facecore.serving.format import (
     EXPORT_FILE,
     FILE_FORMATS,
+    FILES_KEY,
     METADATA_FILE,
     TORCHSCRIPT_FILE,
     build_metadata,
+    file_checksums,
     model_task,
 )
 
@@ -206,6 +208,12 @@ def export_model(
 
     Returns:
         ``{"torchscript": path, "export": path, "metadata": path}`` for what was written.
+
+    ``metadata.json`` records the SHA-256 of each file written (``files``);
+    :func:`facecore.load` refuses a file that no longer matches it. The files are written
+    into ``directory`` only (nothing else is created or read). Exported files contain
+    code (TorchScript / a torch.export program): hand them only to people who trust you,
+    and load only exports you trust (:mod:`facecore.serving.predictor`).
     """
     formats = tuple(formats)
     bad = [f for f in formats if f not in FILE_FORMATS]
@@ -249,7 +257,9 @@ def export_model(
             with torch.no_grad():
                 _check_same("torch.export", ep.module()(example), want)
         paths["export"] = path
+    # The folder's metadata adds the SHA-256 of every file written (checked by load()).
+    folder_meta = {**meta, FILES_KEY: file_checksums(out_dir, [p.name for p in paths.values()])}
     meta_path = out_dir / METADATA_FILE
-    meta_path.write_text(meta_json + "\n")
+    meta_path.write_text(json.dumps(folder_meta, indent=2, sort_keys=True) + "\n")
     paths["metadata"] = meta_path
     return paths

@@ -11,12 +11,24 @@
      "model": {"class": "AgeEstimator", "config": model.config}}
 
 The same JSON is stored inside ``model.pt`` (``_extra_files``) and ``model.pt2``
-(``extra_files``), so either file alone is self-describing.
+(``extra_files``), so either file alone is self-describing. The folder's ``metadata.json``
+adds one key the archives cannot hold (a file cannot contain its own digest)::
+
+    "files": {"model.pt": {"sha256": "<64 hex>", "bytes": N}, "model.pt2": {...}}
+
+Loading (:func:`read_export_metadata`) checks, before anything is deserialised: the
+SHA-256 of the file about to be loaded against ``files`` (or a digest the caller passes),
+that a folder's ``metadata.json`` equals the copy inside the archive (apart from
+``files``), then the format and op-set versions (:func:`check_compatibility`). Every
+problem is one line naming the file (:class:`ChecksumError`,
+:class:`~facecore.formats.FormatError`, :class:`~facecore.formats.ModelVersionError`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,20 +40,26 @@ from torch import nn
 from facecore._version import __version__
 from facecore.data.transforms import PreprocessConfig, as_preprocess
 from facecore.extension import OP_VERSION, op_version
-from facecore.formats import ModelVersionError, check_format, header
+from facecore.formats import FormatError, ModelVersionError, check_format, header
 
 __all__ = [
     "EXPORT_FILE",
+    "FILES_KEY",
     "FILE_FORMATS",
     "METADATA_FILE",
     "OUTPUT_KEYS",
     "TASKS",
     "TORCHSCRIPT_FILE",
+    "ChecksumError",
     "ModelVersionError",
     "build_metadata",
     "check_compatibility",
+    "check_same_metadata",
+    "file_checksums",
     "model_task",
+    "read_export_metadata",
     "read_metadata",
+    "sha256_file",
 ]
 
 METADATA_FILE = "metadata.json"
@@ -49,6 +67,13 @@ TORCHSCRIPT_FILE = "model.pt"
 EXPORT_FILE = "model.pt2"
 #: ``export_model(formats=...)`` / ``load(format=...)`` names and their files.
 FILE_FORMATS: dict[str, str] = {"torchscript": TORCHSCRIPT_FILE, "export": EXPORT_FILE}
+#: The folder metadata's key recording each exported file's SHA-256 and size.
+FILES_KEY = "files"
+
+
+class ChecksumError(ValueError):
+    """An export file is not the file that was exported (its SHA-256 differs from the one
+    recorded, or it is not listed): changed, corrupted or from another export."""
 
 #: Output keys every model of a task returns from ``serve``.
 OUTPUT_KEYS: dict[str, tuple[str, ...]] = {
@@ -141,6 +166,24 @@ def build_metadata(
     }
 
 
+def _parse_json(text: str | bytes, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise FormatError(
+            f"{source} is not valid JSON ({e}): not a readable facecore export metadata file "
+            "(re-export the model)"
+        ) from None
+
+
+def _read_json_file(path: Path) -> Any:
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise FormatError(f"{path} cannot be read: {e.strerror or e}") from None
+    return _parse_json(text, str(path))
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of an export directory, ``model.pt`` or ``model.pt2`` (without loading it)."""
     path = Path(path)
@@ -148,15 +191,93 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         meta_file = path / METADATA_FILE
         if not meta_file.is_file():
             raise FileNotFoundError(f"{path} has no {METADATA_FILE}: not a facecore export")
-        return json.loads(meta_file.read_text())
+        return _read_json_file(meta_file)
     if not path.is_file():
         raise FileNotFoundError(f"no such facecore model: {str(path)!r}")
     text = _archive_metadata(path)
-    if not text and (path.parent / METADATA_FILE).is_file():
-        text = (path.parent / METADATA_FILE).read_text()
-    if not text:
-        raise ValueError(f"{path} carries no facecore metadata: export it with export_model()")
-    return json.loads(text)
+    if text:
+        return _parse_json(text, f"{path} (its {METADATA_FILE})")
+    if (path.parent / METADATA_FILE).is_file():
+        return _read_json_file(path.parent / METADATA_FILE)
+    raise ValueError(f"{path} carries no facecore metadata: export it with export_model()")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_checksums(directory: str | Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{name: {"sha256", "bytes"}}`` of files in ``directory`` (the ``files`` entry)."""
+    d = Path(directory)
+    return {n: {"sha256": sha256_file(d / n), "bytes": (d / n).stat().st_size} for n in names}
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _verify_checksum(file: Path, folder_meta: Any, sha256: str | None) -> None:
+    if sha256 is not None:
+        want, where = str(sha256).strip().lower(), "the sha256 passed to load"
+        if not _HEX64.fullmatch(want):
+            raise ValueError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    else:
+        files = folder_meta.get(FILES_KEY) if isinstance(folder_meta, Mapping) else None
+        if files is None:
+            return  # a lone file, or an export written before checksums were recorded
+        entry = files.get(file.name) if isinstance(files, Mapping) else None
+        want = entry.get("sha256") if isinstance(entry, Mapping) else None
+        where = str(file.parent / METADATA_FILE)
+        if not isinstance(want, str) or not _HEX64.fullmatch(want):
+            raise ChecksumError(
+                f"{file} has no SHA-256 recorded in {where}: it is not part of that export "
+                "(a leftover of an earlier export?); re-export the model or load another file"
+            )
+    got = sha256_file(file)
+    if got != want:
+        raise ChecksumError(
+            f"{file} does not match its SHA-256 recorded in {where} (recorded {want[:16]}..., "
+            f"file {got[:16]}...): the file was changed or corrupted after export; refusing "
+            "to load it (re-export the model or restore the original file)"
+        )
+
+
+def read_export_metadata(
+    file: str | Path, *, sha256: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``(metadata, metadata inside the archive or None)`` for the export file ``file``
+    (``model.pt`` / ``model.pt2``) about to be loaded, after checking its SHA-256 against
+    ``sha256`` or the ``files`` record of the ``metadata.json`` beside it. ``metadata`` is
+    that folder file when present (the archive's copy otherwise). Nothing is deserialised.
+
+    Raises :class:`ChecksumError`, :class:`~facecore.formats.FormatError` (unreadable
+    JSON, not an archive) or ``ValueError`` (no metadata at all), naming the file.
+    """
+    file = Path(file)
+    folder_file = file.parent / METADATA_FILE
+    folder = _read_json_file(folder_file) if folder_file.is_file() else None
+    _verify_checksum(file, folder, sha256)
+    text = _archive_metadata(file)
+    inside = _parse_json(text, f"{file} (its {METADATA_FILE})") if text else None
+    if folder is None and inside is None:
+        raise ValueError(f"{file} carries no facecore metadata: export it with export_model()")
+    return (folder if folder is not None else inside), inside
+
+
+def check_same_metadata(folder: Mapping[str, Any], inside: Mapping[str, Any], file: Path) -> None:
+    """Refuse a folder ``metadata.json`` that differs from the copy inside ``file``."""
+    a = {k: v for k, v in folder.items() if k != FILES_KEY}
+    b = {k: v for k, v in inside.items() if k != FILES_KEY}
+    if a != b:
+        keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        raise FormatError(
+            f"{file.parent / METADATA_FILE} differs from the metadata inside {file} (keys "
+            f"{keys}): the folder was edited or mixes two exports; re-export the model"
+        )
 
 
 def _archive_metadata(path: Path) -> str:
@@ -171,8 +292,11 @@ def _archive_metadata(path: Path) -> str:
                 parts = name.split("/")
                 if parts[-1] == METADATA_FILE and len(parts) >= 2 and parts[-2].startswith("extra"):
                     return z.read(name).decode()
-    except zipfile.BadZipFile as e:
-        raise ValueError(f"{path} is not a TorchScript / torch.export archive: {e}") from e
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise FormatError(
+            f"{path} is not a TorchScript / torch.export archive (truncated, corrupt or another "
+            f"kind of file: {e})"
+        ) from None
     return ""
 
 

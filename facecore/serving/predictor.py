@@ -19,6 +19,21 @@ is found it uses the whole image and says so in the result (``face_detected=Fals
 Loading checks the file's recorded op-set version against the installed
 library's and refuses a mismatch (:class:`ModelVersionError`): a model exported
 against other operator semantics must not silently compute something else.
+
+Security: **loading a model runs code from the file; load only models you trust.** A
+TorchScript ``model.pt`` carries TorchScript code that runs when it loads (e.g. a
+``__setstate__``) and when it predicts, and can call any operator registered in the
+process. A torch.export ``model.pt2`` is not data-only either: torch 2.13's
+``torch.export.load`` unpickles parts of the archive with ``pickle`` /
+``torch.load(weights_only=False)`` (its example inputs fall back to it, weights and
+constants may request it), so a crafted ``.pt2`` runs arbitrary Python when it is loaded
+(``tests/test_security.py`` checks this). What facecore adds: before deserialising, the
+file's SHA-256 is checked against the one :func:`~facecore.serving.export_model` recorded
+in the folder's ``metadata.json`` (or the ``sha256`` you pass), so a file changed after
+export is refused (:class:`~facecore.serving.format.ChecksumError`). That protects against
+corruption and tampering with the model file alone, not against someone who can rewrite
+the whole folder: get exports from a source you trust, and pass ``sha256=`` from a trusted
+channel when you load a lone file.
 """
 
 from __future__ import annotations
@@ -36,13 +51,16 @@ import torch
 from torch import nn
 
 from facecore.data.transforms import PreprocessConfig, eval_pipeline
+from facecore.formats import FormatError
 from facecore.serving import inputs
 from facecore.serving.export import serving_module
 from facecore.serving.format import (
     FILE_FORMATS,
+    METADATA_FILE,
     OUTPUT_KEYS,
     check_compatibility,
-    read_metadata,
+    check_same_metadata,
+    read_export_metadata,
 )
 
 __all__ = [
@@ -130,21 +148,41 @@ def _resolve(path: Path, format: str | None) -> Path:
 
 
 def load(
-    path: str | os.PathLike, *, device: str | torch.device = "cpu", format: str | None = None
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    format: str | None = None,
+    sha256: str | None = None,
 ) -> Predictor:
     """Load an exported model (directory, ``model.pt`` or ``model.pt2``) as a :class:`Predictor`.
 
+    **Loading runs code stored in the file (TorchScript and torch.export alike; see the
+    module doc): load only models you trust.**
+
     A directory loads ``model.pt`` (TorchScript) when present, else ``model.pt2``;
-    ``format="torchscript"`` / ``"export"`` chooses. Raises :class:`ModelVersionError`
-    when the model was exported with another facecore op-set version.
+    ``format="torchscript"`` / ``"export"`` chooses explicitly. Before the file is
+    deserialised its SHA-256 is checked against ``sha256`` (hex, when given) or the one
+    recorded in the ``metadata.json`` beside it (:class:`~facecore.serving.format.ChecksumError`
+    when it differs), the folder's ``metadata.json`` must equal the copy inside the file,
+    and the op-set version must match the installed library's (:class:`ModelVersionError`).
+    A lone file without a ``metadata.json`` beside it is verified only with ``sha256=``.
     """
     path = Path(path)
     file = _resolve(path, format)
-    # Check versions before deserialising the program: its ops may not exist here.
-    meta = read_metadata(path if path.is_dir() else file)
-    check_compatibility(meta, source=str(file))
+    source = str(file)
+    # Everything is checked before the program is deserialised (its ops may not exist here,
+    # and deserialising runs code from the file).
+    meta, inside = read_export_metadata(file, sha256=sha256)
+    folder = inside is None or inside is not meta  # meta is the folder's metadata.json
+    meta_source = str(file.parent / METADATA_FILE) if folder else source
+    pre_size = check_compatibility(meta, source=meta_source).input_size
+    if inside is not None and folder:
+        check_compatibility(inside, source=source)
+        check_same_metadata(meta, inside, file)
     if file.suffix == ".pt2":
-        run: Callable = torch.export.load(str(file)).module()
+        program = _deserialize(file, lambda: torch.export.load(str(file)))
+        _check_program_input(program, pre_size, file)
+        run: Callable = program.module()
         if _minor(meta.get("torch_version", "")) != _minor(torch.__version__):
             warnings.warn(
                 f"{file} was exported with torch {meta.get('torch_version')}; torch "
@@ -154,9 +192,52 @@ def load(
             )
         run = run.to(device)
     else:
-        run = torch.jit.load(str(file), map_location=device)
+        run = _deserialize(file, lambda: torch.jit.load(str(file), map_location=device))
         run.eval()
-    return Predictor(run, meta, device=device, source=str(file))
+        size = getattr(run, "input_size", pre_size)
+        if size != pre_size:
+            raise FormatError(
+                f"{file}: the model takes {size}x{size} images but its metadata says input_size "
+                f"{pre_size}: the metadata was edited or belongs to another model; re-export it"
+            )
+    return Predictor(run, meta, device=device, source=source)
+
+
+def _deserialize(file: Path, fn: Callable[[], Any]) -> Any:
+    """Run torch's loader quietly (torch.export logs tracebacks of its own) and turn its
+    failures into one line naming the file."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._export")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        raise FormatError(
+            f"{file} could not be loaded (truncated, corrupt or not exported by facecore): "
+            f"{type(e).__name__}{': ' + lines[-1][:300] if lines else ''}"
+        ) from None
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _check_program_input(program: Any, size: int, file: Path) -> None:
+    """The torch.export program's image input must be ``[N, 3, size, size]``."""
+    try:
+        node = next(n for n in program.graph.nodes if n.op == "placeholder"
+                    and n.name in program.graph_signature.user_inputs)
+        shape = [int(d) if isinstance(d, int) else None for d in node.meta["val"].shape]
+    except (StopIteration, KeyError, AttributeError, TypeError):
+        return  # not a program facecore exported: nothing to compare
+    if len(shape) == 4 and shape[2:] != [size, size]:
+        raise FormatError(
+            f"{file}: the program takes {shape[2]}x{shape[3]} images but its metadata says "
+            f"input_size {size}: the metadata was edited or belongs to another model; re-export it"
+        )
 
 
 def _minor(version: str) -> str:
@@ -253,7 +334,11 @@ class Predictor:
     def run(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """The module's raw output dict for a preprocessed batch ``[N, 3, S, S]``."""
         with torch.no_grad():
-            out = self.module(batch.to(self.device))
+            try:
+                out = self.module(batch.to(self.device))
+            except torch.jit.Error as e:  # the real message is the last line, not the first
+                lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+                raise RuntimeError(f"{self.source}: {lines[-1] if lines else e}") from None
         missing = [k for k in OUTPUT_KEYS[self.task] if k not in out]
         if missing:
             raise RuntimeError(f"{self.source} returned no {missing} for task {self.task!r}")

@@ -17,9 +17,16 @@ and ``train_<term>`` (the mean over the epoch of each term the objective returns
 
 Rank 0 then writes the checkpoint directory ``checkpoint_epoch_EEEE``
 (:mod:`facecore.train.checkpoints`); every rank calls ``ray.train.report`` with the
-metrics. A worker started with a checkpoint (``ray.train.get_checkpoint()``: a restart
-after a failure, or a new run with the same storage and name) restores everything and
-continues at the next epoch.
+metrics. With local storage rank 0 writes the checkpoint into the run folder itself,
+atomically (:func:`~facecore.train.checkpoints.persist_checkpoint`), and reports it to
+Ray Train without an upload; with a URI (``s3://...``) Ray Train uploads it. A worker
+that starts (a restart after a failure, or a new run with the same storage and name)
+resumes from the newest complete checkpoint in the local run folder
+(:func:`~facecore.train.checkpoints.resume_checkpoint`; with a URI, from
+``ray.train.get_checkpoint()``) and restores the weights, the
+objective's and the optimiser's state and the history, and continues at the next epoch
+with the current config's learning-rate schedule (:mod:`facecore.train.optim`'s resume
+rule: rebuilt for ``optim.epochs`` and advanced to the resumed epoch).
 """
 
 from __future__ import annotations
@@ -37,14 +44,17 @@ from torch.utils.data import DataLoader, Subset
 from facecore.models.factory import model_checkpoint
 from facecore.train.checkpoints import (
     checkpoint_dir_name,
+    fault_point,
     load_checkpoint,
     new_checkpoint,
+    persist_checkpoint,
+    resume_checkpoint,
     write_checkpoint,
 )
 from facecore.train.config import config_from_dict, config_to_dict
 from facecore.train.datasets import Splits, build_splits
 from facecore.train.evaluation import evaluate, predict_dataset
-from facecore.train.optim import build_optimizer, build_scheduler
+from facecore.train.optim import build_optimizer, build_scheduler, load_optimizer_state
 from facecore.train.progress import format_progress
 from facecore.train.sections import TrainConfig
 from facecore.train.tasks import get_task
@@ -93,14 +103,14 @@ class Session:
 
 class RayTrainSession(Session):
     """Ray Train worker: DDP via ``prepare_model`` / ``prepare_data_loader``,
-    checkpoints via ``ray.train.report``. ``persist_dir``: for Ray Train's
-    in-process local mode (``workers = 0``), which does not persist checkpoints,
-    rank 0 writes them there itself."""
+    checkpoints via ``ray.train.report``. ``run_dir``: the run folder when the storage is
+    local (``None`` for a URI): rank 0 writes the checkpoints there atomically and every
+    start resumes from the newest complete one (also in Ray Train's in-process local mode,
+    ``workers = 0``, which does not persist checkpoints itself)."""
 
     def __init__(
         self,
-        persist_dir: str | None = None,
-        resume_from: str | None = None,
+        run_dir: str | None = None,
         progress_epochs: int | None = None,
         progress_fields: tuple[tuple[str, str], ...] = (),
     ):
@@ -111,8 +121,7 @@ class RayTrainSession(Session):
         self.rank = ctx.get_world_rank()
         self.world_size = ctx.get_world_size()
         self.device = ray.train.torch.get_device()
-        self.persist_dir = persist_dir
-        self.resume_from = resume_from
+        self.run_dir = run_dir
         self.progress_epochs = progress_epochs
         self.progress_fields = progress_fields
 
@@ -129,29 +138,36 @@ class RayTrainSession(Session):
     def restore(self) -> dict[str, Any] | None:
         import ray.train
 
+        if self.run_dir is not None:  # the folder is the truth, not Ray Train's list
+            found = resume_checkpoint(self.run_dir)
+            return None if found is None else found[1]
         ckpt = ray.train.get_checkpoint()
         if ckpt is not None:
             with ckpt.as_directory() as d:
                 return load_checkpoint(d)
-        if self.resume_from:
-            return load_checkpoint(self.resume_from)
         return None
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         import ray.train
+        from ray.train import CheckpointUploadMode
 
-        name = checkpoint_dir_name(int(metrics["epoch"]))
+        epoch = int(metrics["epoch"])
+        name = checkpoint_dir_name(epoch)
         if self.progress_epochs and self.rank == 0:  # local mode: no driver-side printer
             print(format_progress(metrics, self.progress_epochs, self.progress_fields), flush=True)
-        if state is None:
-            ray.train.report(metrics, checkpoint=None)
-            return
-        if self.persist_dir is not None:
-            d = Path(self.persist_dir) / name
-            write_checkpoint(d, metrics, state)
+        if self.run_dir is not None:
+            ckpt = None
+            if state is not None:
+                d = persist_checkpoint(self.run_dir, metrics, state)
+                fault_point("report", epoch)
+                ckpt = ray.train.Checkpoint.from_directory(str(d))
             ray.train.report(
-                metrics, checkpoint=ray.train.Checkpoint.from_directory(str(d))
+                metrics, checkpoint=ckpt, checkpoint_dir_name=name,
+                checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD,
             )
+            return
+        if state is None:
+            ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)
             return
         with tempfile.TemporaryDirectory() as tmp:
             write_checkpoint(Path(tmp), metrics, state)
@@ -245,14 +261,13 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
     wrapped = session.prepare_model(objective)
     params = [p for p in wrapped.parameters() if p.requires_grad]
     opt = build_optimizer(cfg.optim, params)
-    sched = build_scheduler(cfg.optim, opt)
     history: list[dict[str, Any]] = []
     start = 1
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+    if state is not None:  # hyper-parameters and schedule from cfg (optim.py's resume rule)
+        load_optimizer_state(opt, state["optimizer"])
         history = list(state.get("history", []))
         start = int(state["epoch"]) + 1
+    sched = build_scheduler(cfg.optim, opt, last_epoch=start - 1)
 
     loader, sampler = _train_loader(cfg, splits, session)
     fail_at = cfg.run.fail_after_epoch
@@ -265,7 +280,7 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
         wrapped.train()
         sums: dict[str, float] = {"loss": 0.0}
         count = 0
-        for images, target in loader:
+        for step, (images, target) in enumerate(loader):
             labels = torch.as_tensor(target[splits.key]).to(session.device)
             out = wrapped(images.to(session.device), labels)
             loss, terms = out[0], (out[2] if len(out) > 2 else {})
@@ -279,6 +294,8 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
             count += n
+            if step == 0 and session.rank == 0:
+                fault_point("train", epoch)  # tests: SIGKILL in the middle of an epoch
         lr = opt.param_groups[0]["lr"]
         sched.step()
         means = _epoch_means(sums, count, session)
@@ -319,15 +336,14 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Entry point of every Ray Train worker (``TorchTrainer(train_loop_per_worker)``).
 
-    ``loop_config``: ``{"train_config": dict, "persist_dir": str | None,
-    "resume_from": str | None, "print_progress": bool}`` (built by
+    ``loop_config``: ``{"train_config": dict, "run_dir": str | None (the local run
+    folder; None for a URI storage), "print_progress": bool}`` (built by
     :func:`facecore.train.runner.fit`).
     """
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = config_from_dict(loop_config["train_config"])
     session = RayTrainSession(
-        persist_dir=loop_config.get("persist_dir"),
-        resume_from=loop_config.get("resume_from"),
+        run_dir=loop_config.get("run_dir"),
         progress_epochs=cfg.optim.epochs if loop_config.get("print_progress") else None,
         progress_fields=get_task(cfg.task).progress,
     )

@@ -10,12 +10,14 @@ What ``fit`` builds: ``TorchTrainer(train_loop_per_worker)`` with
 ``ScalingConfig(num_workers=run.workers, use_gpu=run.use_gpu)`` and
 ``RunConfig(name=run.name, storage_path=run.storage,
 CheckpointConfig(num_to_keep, checkpoint_score_attribute=<score>),
-FailureConfig(max_failures))``. Ray Train V2 keeps a snapshot of the reported
-checkpoints in ``<storage>/<name>``: starting ``fit`` again with the same storage
-and name restores it and the workers continue from the latest checkpoint (raise
-``optim.epochs`` to train further; a finished run is not retrained). A crashed
-worker group is restarted up to ``max_failures`` times, also from the latest
-checkpoint.
+FailureConfig(max_failures))``. Checkpoints live in ``<storage>/<name>``; starting
+``fit`` again with the same storage and name resumes from the newest *complete*
+checkpoint there (raise ``optim.epochs`` to train further; a finished run is not
+retrained), and so does a crashed worker group restarted up to ``max_failures`` times.
+With local storage the run folder is the truth, not Ray Train's checkpoint list (which a
+killed driver may not have written): checkpoints are written atomically and never
+overwritten, and the result's best / latest checkpoints and history come from the folder
+(:mod:`facecore.train.checkpoints` states the rules).
 
 Cluster: ``run.address`` (or ``RAY_ADDRESS``) connects to an existing cluster
 (``ray start --head`` / ``ray job submit``); otherwise a local Ray instance is
@@ -53,7 +55,13 @@ import torch
 from facecore.models.factory import model_from_checkpoint
 from facecore.serving.export import export_model
 from facecore.train import plots as P
-from facecore.train.checkpoints import latest_checkpoint, load_checkpoint
+from facecore.train.checkpoints import (
+    METRICS_FILE,
+    complete_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    remove_stale_temporaries,
+)
 from facecore.train.config import (
     ConfigError,
     TrainConfig,
@@ -81,6 +89,10 @@ __all__ = [
     "plot_run",
     "run_path",
 ]
+
+
+#: Ray Train's checkpoint-list snapshot in the run folder (ray.train.v2 constants).
+_RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
 class TrainingError(RuntimeError):
@@ -305,37 +317,80 @@ def _fit_local(cfg, loop_config, path, score, mode, out):
     if _is_uri(path):
         raise ConfigError("run.workers=0 (local mode) needs a local run.storage, not a URI")
     Path(path).mkdir(parents=True, exist_ok=True)
-    latest = latest_checkpoint(path)
-    loop_config = dict(loop_config, persist_dir=path, print_progress=bool(cfg.run.verbose))
-    if latest is not None:
-        loop_config["resume_from"] = str(latest)
+    remove_stale_temporaries(path)
+    loop_config = dict(loop_config, run_dir=path, print_progress=bool(cfg.run.verbose))
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=0),
-        run_config=RayRunConfig(name=cfg.run.name, storage_path=str(Path(path).parent)),
-    )
     train_logger = logging.getLogger("ray.train")
     level = train_logger.level
-    if cfg.run.verbose < 2:  # local mode logs every report at INFO
+    if cfg.run.verbose < 2:  # local mode logs its start and every report at INFO
         train_logger.setLevel(logging.WARNING)
     try:
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config=loop_config,
+            scaling_config=ScalingConfig(num_workers=0),
+            run_config=RayRunConfig(name=cfg.run.name, storage_path=str(Path(path).parent)),
+        )
         trainer.fit()
     except Exception as exc:  # noqa: BLE001 - reported as one clear error
         _raise_config_error(exc)
         raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
     finally:
         train_logger.setLevel(level)
-    dirs = sorted(Path(path).glob("checkpoint_epoch_*/metrics.json"))
+    return _run_summary(path, score, mode)
+
+
+def _run_summary(path: str, score: str, mode: str):
+    """``(last metrics with history, (best dir, best metrics), latest dir)`` from the
+    complete checkpoints of a local run folder (the folder is the truth: it also holds
+    checkpoints written after an earlier driver died, which Ray Train's list lacks)."""
+    dirs = complete_checkpoints(path)
     if not dirs:
         return None, (None, None), None
-    all_metrics = [(str(d.parent), json.loads(d.read_text())) for d in dirs]
+    all_metrics = [(str(d), json.loads((d / METRICS_FILE).read_text())) for d in dirs]
     sign = 1 if mode == "min" else -1
     best = min(all_metrics, key=lambda pm: sign * float(pm[1].get(score, float("inf") * sign)))
-    last_metrics = load_checkpoint(all_metrics[-1][0])["metrics"]
-    last_metrics = dict(last_metrics, history=load_checkpoint(all_metrics[-1][0])["history"])
+    last = load_checkpoint(all_metrics[-1][0])
+    last_metrics = dict(last["metrics"], history=last["history"])
     return last_metrics, best, all_metrics[-1][0]
+
+
+def _check_ray_snapshot(path: str) -> None:
+    """Ray Train restores its checkpoint list from a JSON snapshot in the run folder and
+    refuses to start when the file is unreadable (a process killed while writing it) or
+    names checkpoints that are gone. facecore resumes from the folder itself, so such a
+    snapshot is moved aside (with a warning) instead of blocking the run."""
+    snap = Path(path) / _RAY_SNAPSHOT
+    if not snap.is_file():
+        return
+    problem = None
+    try:
+        state = json.loads(snap.read_text())
+        names = set(_find_values(state, "checkpoint_dir_name"))
+        missing = sorted(n for n in names if n and not (Path(path) / n).is_dir())
+        if missing:
+            problem = f"it lists missing checkpoints {missing}"
+    except (OSError, ValueError) as e:
+        problem = f"{type(e).__name__}: {e}"
+    if problem is not None:
+        aside = snap.with_name(f"{snap.name}.invalid-{int(time.time())}")
+        os.replace(snap, aside)
+        warnings.warn(
+            f"Ray Train's checkpoint list {snap} could not be used ({problem}); moved to "
+            f"{aside.name}, resuming from the checkpoints in the run folder", stacklevel=3,
+        )
+
+
+def _find_values(obj: Any, key: str):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == key and isinstance(v, str):
+                yield v
+            else:
+                yield from _find_values(v, key)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _find_values(v, key)
 
 
 def _fit_ray(cfg, loop_config, path, score, mode, out):
@@ -344,6 +399,12 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
+    local = not _is_uri(path)
+    if local:  # workers write and resume from the run folder (facecore.train.checkpoints)
+        Path(path).mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        _check_ray_snapshot(path)
+        loop_config = dict(loop_config, run_dir=path)
     _ensure_ray(cfg)
     q = Queue(actor_options={"num_cpus": 0}) if cfg.run.verbose else None
     run_config = RayRunConfig(
@@ -372,9 +433,9 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     try:
         if q is not None:
             with _Printer(q, cfg.optim.epochs, get_task(cfg.task).progress, out):
-                result = trainer.fit()
+                result = _fit_interruptibly(trainer)
         else:
-            result = trainer.fit()
+            result = _fit_interruptibly(trainer)
     except Exception as exc:  # noqa: BLE001 - Ray wraps the worker's error
         _raise_config_error(exc)
         raise TrainingError(f"training failed: {_root_cause(exc)}") from exc
@@ -384,6 +445,8 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
                 q.shutdown()
             except Exception:  # noqa: BLE001
                 pass
+    if local:
+        return _run_summary(path, score, mode)
     sign = 1 if mode == "min" else -1
     best_list = list(result.best_checkpoints or [])
     if best_list:
@@ -395,6 +458,32 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     if (not metrics or "history" not in metrics) and best_list:
         metrics = best_list[-1][1]
     return metrics, best, _checkpoint_path(result.checkpoint)
+
+
+def _fit_interruptibly(trainer):
+    """``trainer.fit()`` in a helper thread, so that Ctrl-C reaches the caller's (main)
+    thread as ``KeyboardInterrupt`` (the CLI prints ``facecore: interrupted``, exit 130).
+
+    On the main thread Ray Train installs its own SIGINT handler, which aborts the run and
+    returns as if it had finished, or calls ``sys.exit`` when the Ctrl-C also stopped
+    Ray's processes (the whole process group gets it), so the interrupt was lost and the
+    command exited 1 without a word. Checkpoints are written atomically, so stopping at
+    any point is safe; the driver's exit ends the run's actors."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="facecore-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def _innermost(exc: BaseException) -> BaseException:

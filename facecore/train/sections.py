@@ -109,6 +109,9 @@ class OptimConfig:
     epoch; ``step``: multiply by ``gamma`` every ``step_size`` epochs.
     ``grad_clip``: max global gradient norm (``null``: no clipping). Only parameters with
     ``requires_grad`` are optimised (frozen parts of a model or objective are not).
+    A resumed run takes these settings and the schedule from the current config and only
+    the optimiser's state from the checkpoint (:mod:`facecore.train.optim`): raising
+    ``epochs`` continues on the schedule of the new horizon.
     """
 
     name: str = choices(OPTIMIZERS, "adam")

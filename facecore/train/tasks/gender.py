@@ -2,12 +2,18 @@
 other attribute gives a :class:`~facecore.models.BinaryAttributeClassifier`).
 
 Loss: BCE with logits. After each epoch the temperature is fitted on the validation
-logits (``binary.calibrate``, Guo et al. 2017). Metrics: ``accuracy``, ``auc`` and
-``ece`` of the (calibrated) probability.
+logits (``binary.calibrate``, Guo et al. 2017), so every checkpoint (the best one, which is
+evaluated and exported, included) carries the temperature of its own weights. Calibration
+never stops training: where no temperature can be fitted (a near-chance model whose
+validation logits are not positively associated with the labels, non-finite logits) the
+temperature is set to 1 (probabilities = sigmoid of the raw logit) and a
+:class:`CalibrationWarning` says why. Metrics: ``accuracy``, ``auc`` and ``ece`` of the
+(calibrated) probability.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +26,11 @@ from facecore.train import plots as P
 from facecore.train.sections import ConfigError, TrainConfig
 from facecore.train.tasks.base import Objective, Task
 
-__all__ = ["BinaryObjective", "BinaryOptions", "GenderConfig", "GenderTask"]
+__all__ = ["BinaryObjective", "BinaryOptions", "CalibrationWarning", "GenderConfig", "GenderTask"]
+
+
+class CalibrationWarning(UserWarning):
+    """No temperature could be fitted after an epoch; the model keeps T = 1."""
 
 
 @dataclass
@@ -99,7 +109,17 @@ class GenderTask(Task):
         if not cfg.binary.calibrate:
             return False
         device = next(model.parameters()).device
-        model.calibrate(valid["logits"].to(device), valid["target"].to(device))
+        try:
+            model.calibrate(valid["logits"].to(device), valid["target"].to(device))
+        except ValueError as exc:  # the fit is impossible for these logits: T = 1
+            with torch.no_grad():
+                model.temperature.fill_(1.0)
+            warnings.warn(
+                f"temperature calibration skipped, the model keeps T = 1 (uncalibrated "
+                f"probabilities): {exc}",
+                CalibrationWarning,
+                stacklevel=2,
+            )
         return True
 
     def plots(self, cfg: GenderConfig, test: dict[str, torch.Tensor], outdir: Path) -> dict[str, Path]:
