@@ -284,7 +284,9 @@ def load_analysis_model(source: Any, *, preprocess: Any = None) -> LoadedModel:
         if _is_export_archive(p):
             loaded = _from_export(p)
             return loaded if pre is None else LoadedModel(loaded.model, pre, loaded.source, loaded.kind, loaded.info)
-        ckpt, path = torch.load(p, map_location="cpu", weights_only=True), str(p)
+        from facecore.formats import load_torch_file
+
+        ckpt, path = load_torch_file(p, "facecore checkpoint"), str(p)
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path} is not a facecore checkpoint")
     from facecore.formats import format_name
