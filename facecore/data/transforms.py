@@ -555,15 +555,33 @@ class PreprocessConfig:
         """The scriptable :class:`Normalize` for this config (exports put it before the model)."""
         return Normalize(self.mean, self.std)
 
-    def train_transform(self, *, normalize: bool = True) -> Compose:
-        """Grayscale? -> resize -> random crop -> random flip? -> to tensor -> normalise?"""
-        ts = self._head() + [self._resize(), RandomCrop(self.input_size)]
-        if self.horizontal_flip > 0:
-            ts.append(RandomHorizontalFlip(self.horizontal_flip))
+    def fixed_transform(self) -> Compose:
+        """The deterministic start of both pipelines: grayscale? -> resize. Its output (a
+        ``PIL.Image``) is what :class:`facecore.data.cache.DecodedImageCache` stores."""
+        return Compose(self._head() + [self._resize()])
+
+    def random_transform(self, *, train: bool, normalize: bool = True) -> Compose:
+        """What follows :meth:`fixed_transform`: random crop -> random flip? (``train``)
+        or centre crop (evaluation) -> to tensor -> normalise?. It accepts the cached
+        ``uint8`` arrays as well as PIL images, with identical results."""
+        if train:
+            ts: list[Callable[[Any], Any]] = [RandomCrop(self.input_size)]
+            if self.horizontal_flip > 0:
+                ts.append(RandomHorizontalFlip(self.horizontal_flip))
+        else:
+            ts = [CenterCrop(self.input_size)]
         ts.append(ToTensor())
         if normalize:
             ts.append(self.normalize_module())
         return Compose(ts)
+
+    def train_transform(self, *, normalize: bool = True) -> Compose:
+        """Grayscale? -> resize -> random crop -> random flip? -> to tensor -> normalise?
+        (:meth:`fixed_transform` then :meth:`random_transform`)."""
+        return Compose(
+            self.fixed_transform().transforms
+            + self.random_transform(train=True, normalize=normalize).transforms
+        )
 
     def eval_transform(self, *, normalize: bool = True) -> Compose:
         """Grayscale? -> resize -> centre crop -> to tensor -> normalise? (``normalize=False``
