@@ -335,8 +335,8 @@ class AgeEstimator(nn.Module):
     """Backbone + ordinal head: age as one of K ordered classes.
 
     Args:
-        backbone: a name (``"resnet18"``, ``"resnet34"``, ``"resnet10"``,
-            ``"small_cnn"``) or an ``nn.Module`` with ``out_features``.
+        backbone: a name (``"resnet10"``, ``"resnet18"``, ``"resnet34"``, ``"resnet50"``,
+            ``"resnet101"``, ``"small_cnn"``) or an ``nn.Module`` with ``out_features``.
         head: ``"ce"``, ``"niu"``, ``"coral"`` or ``"corn"``.
         num_classes: K (required).
         width, in_channels, backbone_options: for a backbone given by name
