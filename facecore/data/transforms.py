@@ -55,6 +55,7 @@ __all__ = [
     "IMAGENET_STD",
     "SYNTHETIC_PREPROCESS",
     "CenterCrop",
+    "CenterCropFraction",
     "ColorJitter",
     "Compose",
     "Grayscale",
@@ -248,6 +249,31 @@ class CenterCrop:
 
     def __repr__(self) -> str:
         return f"CenterCrop(size=({self.h}, {self.w}))"
+
+
+class CenterCropFraction:
+    """Crop the centred square whose side is ``fraction`` of the shorter side
+    (``round(fraction * min(H, W))``, at least 1 px), placed as :class:`CenterCrop` does.
+
+    For wide-margin face crops (FairFace's 448 px crops carry the face in the middle
+    ~60%) this zooms onto the face before the resize; the CORAL code's MORPH-2 pipeline
+    does the same with ``CenterCrop(140)`` on 200 px aligned faces (``fraction=0.7``).
+    ``fraction=1`` keeps the central square of the shorter side."""
+
+    def __init__(self, fraction: float) -> None:
+        f = float(fraction)
+        if not math.isfinite(f) or not 0.0 < f <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+        self.fraction = f
+
+    def __call__(self, img: Any) -> Any:
+        _check_image(img)
+        H, W = _hw(img)
+        side = max(1, int(round(self.fraction * min(H, W))))
+        return CenterCrop(side)(img)
+
+    def __repr__(self) -> str:
+        return f"CenterCropFraction(fraction={self.fraction})"
 
 
 class RandomCrop:
@@ -497,6 +523,8 @@ class PreprocessConfig:
     * ``mean`` / ``std``: per-channel normalisation of the [0, 1] RGB tensor.
     * ``grayscale``: convert to luma and replicate to 3 channels before everything else.
     * ``horizontal_flip``: random left-right flip probability used by ``train_transform``.
+    * ``crop_fraction``: before the resize, keep the centred square of ``crop_fraction`` x
+      the shorter side (:class:`CenterCropFraction`); ``1.0`` (default) = no such crop.
     """
 
     input_size: int
@@ -506,6 +534,7 @@ class PreprocessConfig:
     grayscale: bool = False
     resize_mode: str = "shorter"
     horizontal_flip: float = 0.0
+    crop_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("input_size", "resize"):
@@ -526,6 +555,9 @@ class PreprocessConfig:
             raise ValueError(f"std must be positive, got {self.std}")
         if not 0.0 <= self.horizontal_flip <= 1.0:
             raise ValueError(f"horizontal_flip must be in [0, 1], got {self.horizontal_flip}")
+        object.__setattr__(self, "crop_fraction", float(self.crop_fraction))
+        if not 0.0 < self.crop_fraction <= 1.0:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -549,14 +581,18 @@ class PreprocessConfig:
         return Resize(self.resize if self.resize_mode == "shorter" else (self.resize, self.resize))
 
     def _head(self) -> list[Callable[[Any], Any]]:
-        return [Grayscale(3)] if self.grayscale else []
+        head: list[Callable[[Any], Any]] = [Grayscale(3)] if self.grayscale else []
+        if self.crop_fraction < 1.0:
+            head.append(CenterCropFraction(self.crop_fraction))
+        return head
 
     def normalize_module(self) -> Normalize:
         """The scriptable :class:`Normalize` for this config (exports put it before the model)."""
         return Normalize(self.mean, self.std)
 
     def fixed_transform(self) -> Compose:
-        """The deterministic start of both pipelines: grayscale? -> resize. Its output (a
+        """The deterministic start of both pipelines: grayscale? -> centre crop fraction? ->
+        resize. Its output (a
         ``PIL.Image``) is what :class:`facecore.data.cache.DecodedImageCache` stores."""
         return Compose(self._head() + [self._resize()])
 
@@ -576,8 +612,8 @@ class PreprocessConfig:
         return Compose(ts)
 
     def train_transform(self, *, normalize: bool = True) -> Compose:
-        """Grayscale? -> resize -> random crop -> random flip? -> to tensor -> normalise?
-        (:meth:`fixed_transform` then :meth:`random_transform`)."""
+        """Grayscale? -> crop fraction? -> resize -> random crop -> random flip? -> to
+        tensor -> normalise? (:meth:`fixed_transform` then :meth:`random_transform`)."""
         return Compose(
             self.fixed_transform().transforms
             + self.random_transform(train=True, normalize=normalize).transforms
@@ -587,7 +623,11 @@ class PreprocessConfig:
         """Grayscale? -> resize -> centre crop -> to tensor -> normalise? (``normalize=False``
         gives the [0, 1] input an exported model, which normalises itself, expects)."""
         ts = eval_pipeline(
-            self.input_size, self.resize, resize_mode=self.resize_mode, grayscale=self.grayscale
+            self.input_size,
+            self.resize,
+            resize_mode=self.resize_mode,
+            grayscale=self.grayscale,
+            crop_fraction=self.crop_fraction,
         ).transforms
         if normalize:
             ts.append(self.normalize_module())
@@ -595,9 +635,15 @@ class PreprocessConfig:
 
 
 def eval_pipeline(
-    input_size: int, resize: int, *, resize_mode: str = "shorter", grayscale: bool = False
+    input_size: int,
+    resize: int,
+    *,
+    resize_mode: str = "shorter",
+    grayscale: bool = False,
+    crop_fraction: float = 1.0,
 ) -> Compose:
-    """The evaluation transform without normalisation: grayscale (3 channels)? -> resize
+    """The evaluation transform without normalisation: grayscale (3 channels)? -> centred
+    square of ``crop_fraction`` x the shorter side (if < 1) -> resize
     (``resize_mode="shorter"``: shorter side to ``resize``; ``"square"``: ``resize x resize``)
     -> centre crop ``input_size`` -> float32 tensor ``[3, S, S]`` in [0, 1]. It is what
     :meth:`PreprocessConfig.eval_transform` starts with and what the predictor feeds an
@@ -605,6 +651,8 @@ def eval_pipeline(
     if resize_mode not in ("shorter", "square"):
         raise ValueError(f"resize_mode must be 'shorter' or 'square', got {resize_mode!r}")
     head: list[Callable[[Any], Any]] = [Grayscale(3)] if grayscale else []
+    if float(crop_fraction) < 1.0:
+        head.append(CenterCropFraction(crop_fraction))
     size = resize if resize_mode == "shorter" else (resize, resize)
     return Compose(head + [Resize(size), CenterCrop(input_size), ToTensor()])
 
