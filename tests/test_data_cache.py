@@ -87,6 +87,8 @@ def test_label_api_and_reader_attributes_pass_through(utk_dir):
     assert ds.label_keys == reader.label_keys
     x, t = ds[0]  # default transform: float tensor in [0, 1] at the stored size
     assert x.dtype == torch.float32 and x.shape[0] == 3 and t == reader[0][1]
+    sub = ds.subset([2, 0])
+    assert sub.dataset is ds and torch.equal(sub[1][0], x)
     with pytest.raises(IndexError, match="out of range"):
         ds.cache.image(len(ds))
 

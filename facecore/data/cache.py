@@ -312,3 +312,7 @@ class CachedImageDataset(FaceDataset):
         img = self.cache.image(index)
         n = len(self.cache)
         return self.transform(img), self._target(index % n)
+
+    def subset(self, indices: Iterable[int]) -> torch.utils.data.Subset:
+        """A ``Subset`` of this (cached) dataset, e.g. one split."""
+        return torch.utils.data.Subset(self, list(indices))
