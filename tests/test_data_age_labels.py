@@ -68,6 +68,8 @@ def test_utk_and_cacd_fixed_splits(tmp_path):
     # the same from the folder, and from a mapping
     again = coral_csv_splits(tmp_path / "csv", img)
     assert [len(again[s]) for s in again] == [2, 1, 1]
+    one_file = coral_csv_splits(tmp_path / "csv" / "utk_valid.csv", img)
+    assert [len(one_file[s]) for s in one_file] == [2, 1, 1]
     m = coral_csv_splits({s: tmp_path / "csv" / f"utk_{s}.csv" for s in ("train", "test")}, img,
                          dataset="utk", splits=("train", "test"))
     assert list(m) == ["train", "test"] and m["test"].age_offset == 21

@@ -372,8 +372,8 @@ def coral_csv_splits(
 
     ``csv`` is a ``{"train": path, "valid": path, "test": path}`` mapping, or a prefix
     ``DIR/NAME`` naming ``DIR/NAME_train.csv``, ``DIR/NAME_valid.csv``,
-    ``DIR/NAME_test.csv``, or a folder holding exactly one ``*_train.csv`` (its
-    ``*_valid.csv`` / ``*_test.csv`` beside it). ``dataset`` defaults to ``NAME`` when it
+    ``DIR/NAME_test.csv`` (or any one of those files), or a folder holding exactly one
+    ``*_train.csv`` (its ``*_valid.csv`` / ``*_test.csv`` beside it). ``dataset`` defaults to ``NAME`` when it
     is one of :data:`CORAL_OFFSETS` (``utk``, ``afad``, ``morph2``, ``cacd``), so every
     split has the same ``age_offset`` and ``num_classes``. A split whose file is missing
     is an error naming it; pass ``splits=("train", "test")`` for a protocol without a
@@ -399,6 +399,9 @@ def coral_csv_splits(
                     f"{[p.name for p in found]}; pass the prefix DIR/NAME instead"
                 )
             base = found[0].with_name(found[0].name[: -len("_train.csv")])
+        m = re.match(r"^(.+)_(train|valid|test)\.csv$", base.name)
+        if m is not None:  # one of the split files was given
+            base = base.with_name(m.group(1))
         name = base.name
         files = {s: base.with_name(f"{name}_{s}.csv") for s in splits}
     for s, p in files.items():
