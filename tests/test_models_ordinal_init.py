@@ -151,3 +151,17 @@ def test_scripting_and_export_are_unaffected(head, mono):
         ep = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
         assert ep.module()(torch.rand(5, 3, 32, 32)).shape[0] == 5
         torch.testing.assert_close(ep.module()(x), model(x))
+
+
+def test_ce_cumulative_probabilities_never_round_above_one():
+    # suffix sums of a confident softmax used to round to 1 + 1 ulp, which the metrics
+    # (rank_inconsistency in every evaluation) reject as not a probability
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2000, 37, generator=g) * 10
+    logits[:, 0] -= 50
+    probs = torch.softmax(logits, 1)
+    raw = torch.flip(torch.cumsum(torch.flip(probs[:, 1:], [1]), 1), [1])
+    assert (raw > 1).any()  # the case exists in float32
+    cum = build_ordinal_head("ce", 3, 37).decode(logits).cum_probs
+    assert cum.max() <= 1.0 and cum.min() >= 0.0
+    metrics.rank_inconsistency(cum)  # accepted

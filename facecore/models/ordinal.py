@@ -171,8 +171,9 @@ class CEHead(nn.Module):
     @torch.jit.export
     def decode(self, logits: torch.Tensor) -> OrdinalPrediction:
         probs = torch.softmax(logits, dim=1)
-        # cum[:, k] = sum_{j > k} p_j, k = 0..K-2 (suffix sums)
-        cum = torch.flip(torch.cumsum(torch.flip(probs[:, 1:], [1]), dim=1), [1])
+        # cum[:, k] = sum_{j > k} p_j, k = 0..K-2 (suffix sums); a float32 sum of
+        # probabilities can round to 1 + 1 ulp, which is not a probability: clamp
+        cum = torch.flip(torch.cumsum(torch.flip(probs[:, 1:], [1]), dim=1), [1]).clamp(max=1.0)
         ranks = torch.arange(probs.shape[1], dtype=probs.dtype, device=probs.device)
         expected = (probs * ranks).sum(dim=1)
         return OrdinalPrediction(torch.argmax(probs, dim=1), cum, probs, expected)
