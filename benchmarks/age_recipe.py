@@ -119,7 +119,7 @@ from facecore import metrics as fm  # noqa: E402
 from facecore.data import FairFace, LondonFaces, PreprocessConfig, make_splits  # noqa: E402
 from facecore.data.cache import DecodedImageCache  # noqa: E402
 from facecore.models import AgeEstimator  # noqa: E402
-from facecore.train.optim import build_optimizer, build_scheduler  # noqa: E402
+from facecore.train.optim import make_optimizer, make_step_scheduler  # noqa: E402
 
 SHARED = Path(os.environ.get("FACECORE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -192,13 +192,13 @@ def run_one(cache, groups, head: str, seed: int, r: Recipe, test_fraction: float
         model.init_head_from_labels(y_tr)
     steps_per_epoch = math.ceil(len(tr) / r.batch_size)
     total = steps_per_epoch * r.epochs
-    opt = build_optimizer(model, r.optimizer, lr=r.lr, weight_decay=r.weight_decay)
+    opt = make_optimizer(model, r.optimizer, lr=r.lr, weight_decay=r.weight_decay)
     if r.decay_biases:
         opt.param_groups[-1]["weight_decay"] = r.weight_decay
     per_step = r.scheduler != "epoch_cosine"
     if per_step:
         warm = round(r.warmup_epochs * steps_per_epoch) if r.warmup_epochs > 0 else None
-        sched = build_scheduler(opt, r.scheduler, total_steps=total, warmup_steps=warm)
+        sched = make_step_scheduler(opt, r.scheduler, total_steps=total, warmup_steps=warm)
     else:  # the old loop: cosine over epochs, stepped once per epoch
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, r.epochs) / r.epochs))

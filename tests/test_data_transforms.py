@@ -153,10 +153,19 @@ def test_preprocess_config_roundtrip_and_pipelines():
     raw = cfg.eval_transform(normalize=False)(img)
     assert out.shape == (3, 32, 32)
     torch.testing.assert_close(out, (raw - 0.5) / 0.5)
-    with pytest.raises(ValueError, match=r"input_size \(130\) must be <= resize \(128\)"):
+    with pytest.raises(ValueError, match=r"preprocess.resize must be >= input_size \(130\)"):
         PreprocessConfig(130, 128)
-    with pytest.raises(ValueError, match="unknown PreprocessConfig keys"):
+    with pytest.raises(ValueError, match="unknown preprocess keys"):
         PreprocessConfig.from_dict({"input_size": 1, "resize": 1, "bogus": 2})
+    # one channel (mean / std of one value): the model sees the luma
+    gray = PreprocessConfig(32, 40, mean=(0.5,), std=(0.25,))
+    assert gray.channels == 1 and PreprocessConfig.from_dict(gray.to_dict()) == gray
+    one = gray.eval_transform()(img)
+    luma = cfg.eval_transform(normalize=False)(img.convert("L"))
+    assert one.shape == (1, 32, 32)
+    torch.testing.assert_close(one, (luma - 0.5) / 0.25)
+    assert gray.eval_transform(normalize=False)(img).shape == (3, 32, 32)  # exported models'
+    assert gray.train_transform()(img).shape == (1, 32, 32)
 
 
 def test_load_image_inputs(tmp_path, rgb):
@@ -191,9 +200,9 @@ def test_center_crop_fraction_by_hand_and_in_the_pipelines():
     ref = np.asarray(Image.fromarray(arr[30:120, 55:145]).resize((36, 36), Image.BILINEAR))
     ref = ref[2:34, 2:34].transpose(2, 0, 1) / 255.0
     np.testing.assert_allclose(cfg.eval_transform()(img).numpy(), ref, atol=1e-6)
-    np.testing.assert_allclose(
-        eval_pipeline(32, 36, crop_fraction=0.6)(img).numpy(), ref, atol=1e-6
-    )
+    np.testing.assert_allclose(eval_pipeline(cfg)(img).numpy(), ref, atol=1e-6)
+    # the predictor's path: the exported metadata dict carries crop_fraction
+    np.testing.assert_allclose(eval_pipeline(cfg.to_dict())(img).numpy(), ref, atol=1e-6)
     full = PreprocessConfig(input_size=32, resize=36)
     assert "CenterCropFraction" not in repr(full.fixed_transform())
     with pytest.raises(ValueError, match=r"crop_fraction must be in \(0, 1\]"):

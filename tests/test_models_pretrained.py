@@ -13,7 +13,7 @@ import torch
 from facecore.models import AgeEstimator, GenderClassifier, build_backbone, model_checkpoint
 from facecore.models.backbones import BACKBONES
 from facecore.models.pretrained import FrozenBatchNorm2d, freeze_stages, load_pretrained
-from facecore.train.optim import build_optimizer, parameter_groups
+from facecore.train.optim import make_optimizer, parameter_groups
 
 # torchvision (models/resnet.py): resnet50 / resnet101 have 25,557,032 / 44,549,160
 # parameters, of which the 1000-way fc is 2048 * 1000 + 1000 = 2,049,000.
@@ -205,7 +205,7 @@ def test_frozen_stages_do_not_train(tmp_path):
     layer2_stats = bb.layer2[0].bn1.running_mean.clone()
     names = [n for g in parameter_groups(model, 0.05) for n in g["names"]]
     assert not any(n.startswith(("backbone.conv1", "backbone.bn1", "backbone.layer1")) for n in names)
-    opt = build_optimizer(model, lr=1e-2)
+    opt = make_optimizer(model, lr=1e-2)
     model.train()
     for _ in range(2):
         x, y = torch.rand(4, 3, 64, 64), torch.tensor([0, 1, 2, 4])

@@ -15,12 +15,12 @@ from PIL import Image
 from serving_cases import make_model
 
 from facecore.data.transforms import PreprocessConfig
-from facecore.export import export_model
-from facecore.predict import (
+from facecore.serving import (
     AgePrediction,
     BinaryPrediction,
     EmbeddingPrediction,
     Predictor,
+    export_model,
     load,
 )
 

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 from serving_cases import make_model
 
-import facecore.detect as detect
+import facecore.serving.detect as detect
 from facecore.data.transforms import PreprocessConfig
-from facecore.predict import Predictor
+from facecore.serving import Predictor
 
 CONFIG = PreprocessConfig(input_size=32, resize=36, mean=(0.5,) * 3, std=(0.25,) * 3)
 

@@ -1,7 +1,7 @@
-"""facecore.train.optim: weight decay only on conv / linear weights (never on biases,
-norms or ordinal thresholds), AdamW / Adam / SGD on those groups, per-step one-cycle
-(torch's OneCycleLR) and warm-up + cosine schedules against hand-written formulas, the
-per-backbone default learning rates, and errors."""
+"""facecore.train.optim, the issue-10 recipe: weight decay only on conv / linear weights
+(never on biases, norms or ordinal thresholds), AdamW / Adam / SGD on those groups,
+per-step one-cycle (torch's OneCycleLR) and warm-up + cosine schedules against
+hand-written formulas, the per-backbone default learning rates, and errors."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from facecore.models import AgeEstimator
 from facecore.models.backbones import BACKBONES
 from facecore.train.optim import (
     DEFAULT_LR,
-    build_optimizer,
-    build_scheduler,
     default_lr,
+    make_optimizer,
+    make_step_scheduler,
     parameter_groups,
 )
 
@@ -44,7 +44,7 @@ def test_groups_decay_weights_only():
 
 def test_adamw_decays_weights_and_leaves_biases_alone():
     model = _model(mono=False)
-    opt = build_optimizer(model, "adamw", lr=0.1, weight_decay=0.5)
+    opt = make_optimizer(model, "adamw", lr=0.1, weight_decay=0.5)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
@@ -54,8 +54,8 @@ def test_adamw_decays_weights_and_leaves_biases_alone():
             torch.testing.assert_close(p.detach(), before[n] * (1 - 0.1 * 0.5))
         else:
             assert torch.equal(p.detach(), before[n]), n
-    assert isinstance(build_optimizer(model, "adam", lr=1e-3), torch.optim.Adam)
-    sgd = build_optimizer(model, "sgd", lr=1e-2, momentum=0.9)
+    assert isinstance(make_optimizer(model, "adam", lr=1e-3), torch.optim.Adam)
+    sgd = make_optimizer(model, "sgd", lr=1e-2, momentum=0.9)
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"]
 
 
@@ -70,9 +70,9 @@ def _lrs(sched, opt, steps):
 
 def test_onecycle_is_torchs_one_cycle_per_group():
     model = _model()
-    opt = build_optimizer(model, lr=3e-3)
+    opt = make_optimizer(model, lr=3e-3)
     opt.param_groups[1]["lr"] = 1e-3  # a group with its own peak
-    sched = build_scheduler(opt, "onecycle", total_steps=100)
+    sched = make_step_scheduler(opt, "onecycle", total_steps=100)
     got = _lrs(sched, opt, 100)
     ref_opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1)
     ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=3e-3, total_steps=100, pct_start=0.3)
@@ -85,15 +85,15 @@ def test_onecycle_is_torchs_one_cycle_per_group():
     torch.testing.assert_close(got[:, 1], torch.tensor(expected) / 3, rtol=1e-6, atol=0)
     assert got[0, 0] == pytest.approx(3e-3 / 25) and int(got[:, 0].argmax()) in (29, 30)
     assert got[-1, 0] < 3e-3 / 25 / 1000
-    opt = build_optimizer(_model(), lr=1.0)
-    warm = _lrs(build_scheduler(opt, "onecycle", total_steps=100, warmup_steps=10), opt, 100)
+    opt = make_optimizer(_model(), lr=1.0)
+    warm = _lrs(make_step_scheduler(opt, "onecycle", total_steps=100, warmup_steps=10), opt, 100)
     assert int(warm[:, 0].argmax()) in (9, 10) and warm[:, 0].max() == pytest.approx(1.0)
 
 
 def test_warmup_cosine_and_constant_by_hand():
     total, warm = 50, 5
-    opt = build_optimizer(_model(), lr=2.0)
-    got = _lrs(build_scheduler(opt, "cosine", total_steps=total, warmup_steps=warm, min_lr_ratio=0.1), opt, total)[:, 0]
+    opt = make_optimizer(_model(), lr=2.0)
+    got = _lrs(make_step_scheduler(opt, "cosine", total_steps=total, warmup_steps=warm, min_lr_ratio=0.1), opt, total)[:, 0]
     for s in range(total):
         if s < warm:
             e = 2.0 * (s + 1) / (warm + 1)
@@ -101,15 +101,15 @@ def test_warmup_cosine_and_constant_by_hand():
             t = (s - warm) / (total - warm)
             e = 2.0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
         assert got[s].item() == pytest.approx(e, rel=1e-6), s
-    opt = build_optimizer(_model(), lr=2.0)
-    flat = _lrs(build_scheduler(opt, "constant", total_steps=40), opt, 40)[:, 0]
+    opt = make_optimizer(_model(), lr=2.0)
+    flat = _lrs(make_step_scheduler(opt, "constant", total_steps=40), opt, 40)[:, 0]
     assert flat[0] < 2.0 and torch.all(flat[2:] == 2.0)  # default warm-up: 5% = 2 steps
     # resumable
-    opt = build_optimizer(_model(), lr=1.0)
-    s1 = build_scheduler(opt, "cosine", total_steps=20)
+    opt = make_optimizer(_model(), lr=1.0)
+    s1 = make_step_scheduler(opt, "cosine", total_steps=20)
     _lrs(s1, opt, 7)
-    opt2 = build_optimizer(_model(), lr=1.0)
-    s2 = build_scheduler(opt2, "cosine", total_steps=20)
+    opt2 = make_optimizer(_model(), lr=1.0)
+    s2 = make_step_scheduler(opt2, "cosine", total_steps=20)
     s2.load_state_dict(s1.state_dict())
     assert s2.get_last_lr() == s1.get_last_lr()
 
@@ -126,18 +126,18 @@ def test_default_lr_table():
 def test_errors_name_the_argument():
     model = _model()
     with pytest.raises(ValueError, match="optimizer name must be one of"):
-        build_optimizer(model, "lamb", lr=1e-3)
+        make_optimizer(model, "lamb", lr=1e-3)
     with pytest.raises(ValueError, match="lr must be a finite number > 0"):
-        build_optimizer(model, lr=0)
+        make_optimizer(model, lr=0)
     with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
-        build_optimizer(model, lr=1e-3, weight_decay=-1)
-    opt = build_optimizer(model, lr=1e-3)
-    with pytest.raises(ValueError, match="scheduler name must be one of"):
-        build_scheduler(opt, "poly", total_steps=10)
+        make_optimizer(model, lr=1e-3, weight_decay=-1)
+    opt = make_optimizer(model, lr=1e-3)
+    with pytest.raises(ValueError, match=r"scheduler name must be one of \['onecycle', 'cosine', 'constant'\]"):
+        make_step_scheduler(opt, "poly", total_steps=10)
     with pytest.raises(ValueError, match="total_steps must be a positive int"):
-        build_scheduler(opt, total_steps=0)
+        make_step_scheduler(opt, total_steps=0)
     with pytest.raises(ValueError, match=r"warmup_steps must be an int in \[0, total_steps=10\)"):
-        build_scheduler(opt, "cosine", total_steps=10, warmup_steps=10)
+        make_step_scheduler(opt, "cosine", total_steps=10, warmup_steps=10)
     for p in model.parameters():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):

@@ -153,6 +153,18 @@ class FaceDataset(Dataset):
         arr = self._labels[key]
         return np.bincount(arr, minlength=self._num_values(key)).tolist()
 
+    def record_positions(self) -> tuple[int, np.ndarray]:
+        """``(n, index)``: the number of records a ``split=`` selection is drawn from and each
+        item's position among them (:func:`facecore.data.splits.dataset_splits` uses it to
+        cut an unsplit dataset exactly as ``split=`` would). Default: the items themselves."""
+        return len(self), np.arange(len(self))
+
+    def record_labels(self, key: str) -> np.ndarray:
+        """Labels ``key`` of every record (before files were dropped), for grouped splits."""
+        if key not in self._labels:
+            raise KeyError(f"unknown target key {key!r}; this dataset has {list(self._labels)}")
+        return self._labels[key]
+
     def _target(self, i: int) -> dict[str, Any]:
         t: dict[str, Any] = {}
         for k, arr in self._labels.items():
@@ -215,8 +227,11 @@ class ImageFileDataset(FaceDataset):
             extra = self._skipped_summary()
             raise RuntimeError(f"{what}: no usable images found{detail}{extra}")
         keep = split_indices(len(paths), split, split_fractions, split_seed, split_groups)
+        num_records = len(paths)
+        record_groups = {"identity": np.asarray(labels["identity"])} if "identity" in labels else {}
         paths = [paths[i] for i in keep]
         labels = {k: np.asarray(v)[keep] for k, v in labels.items()}
+        index = np.asarray(keep, dtype=np.int64)
         if self.verify and paths:
             with ThreadPoolExecutor(max(1, self.verify_workers)) as ex:
                 errors = list(ex.map(verify_image, paths, chunksize=64))
@@ -226,6 +241,8 @@ class ImageFileDataset(FaceDataset):
                     self._skip("corrupt", self._name(p, root))
             paths = [p for p, good in zip(paths, ok) if good]
             labels = {k: v[ok] for k, v in labels.items()}
+            index = index[ok]
+        self._records = (num_records, index, record_groups)
         self.root = root
         self.paths = list(paths)
         self._labels = {
@@ -255,6 +272,14 @@ class ImageFileDataset(FaceDataset):
     def _report(self, what: str) -> None:
         if self.skipped:
             warnings.warn(f"{what}: {self._skipped_summary()[2:]}", stacklevel=3)
+
+    def record_positions(self) -> tuple[int, np.ndarray]:
+        return self._records[0], self._records[1]
+
+    def record_labels(self, key: str) -> np.ndarray:
+        if key in self._records[2]:
+            return self._records[2][key]
+        return super().record_labels(key)
 
     @property
     def num_skipped(self) -> int:

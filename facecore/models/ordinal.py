@@ -144,7 +144,6 @@ class CEHead(nn.Module):
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
         self.num_classes = _check_num_classes(num_classes)
-        self.kind = "ce"
         self.fc = nn.Linear(in_features, num_classes)
 
     @torch.jit.unused
@@ -185,7 +184,6 @@ class NiuHead(nn.Module):
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
         self.num_classes = _check_num_classes(num_classes)
-        self.kind = "niu"
         self.fc = nn.Linear(in_features, num_classes - 1)
 
     @torch.jit.unused
@@ -225,7 +223,6 @@ class CoralHead(nn.Module):
     def __init__(self, in_features: int, num_classes: int, monotone_biases: bool = False) -> None:
         super().__init__()
         self.num_classes = _check_num_classes(num_classes)
-        self.kind = "coral"
         self.monotone_biases = bool(monotone_biases)
         self.fc = nn.Linear(in_features, 1, bias=False)
         init = torch.arange(num_classes - 1, 0, -1, dtype=torch.float32) / (num_classes - 1)
@@ -290,7 +287,6 @@ class CornHead(nn.Module):
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
         self.num_classes = _check_num_classes(num_classes)
-        self.kind = "corn"
         self.fc = nn.Linear(in_features, num_classes - 1)
 
     @torch.jit.unused
@@ -316,18 +312,18 @@ class CornHead(nn.Module):
 
 
 def build_ordinal_head(
-    kind: str, in_features: int, num_classes: int, *, monotone_biases: bool = False
+    head: str, in_features: int, num_classes: int, *, monotone_biases: bool = False
 ) -> nn.Module:
-    """Head by kind: ``"ce"``, ``"niu"``, ``"coral"`` or ``"corn"``."""
-    if kind not in HEADS:
-        raise ValueError(f"head must be one of {list(HEADS)}, got {kind!r}")
-    if monotone_biases and kind != "coral":
-        raise ValueError(f"monotone_biases applies to the 'coral' head only, got head={kind!r}")
-    if kind == "ce":
+    """The ordinal head named ``head``: ``"ce"``, ``"niu"``, ``"coral"`` or ``"corn"``."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {list(HEADS)}, got {head!r}")
+    if monotone_biases and head != "coral":
+        raise ValueError(f"monotone_biases applies to the 'coral' head only, got head={head!r}")
+    if head == "ce":
         return CEHead(in_features, num_classes)
-    if kind == "niu":
+    if head == "niu":
         return NiuHead(in_features, num_classes)
-    if kind == "coral":
+    if head == "coral":
         return CoralHead(in_features, num_classes, monotone_biases)
     return CornHead(in_features, num_classes)
 
@@ -374,7 +370,6 @@ class AgeEstimator(nn.Module):
         self.dropout = nn.Dropout(float(dropout))
         self.head = build_ordinal_head(head, features, num_classes, monotone_biases=monotone_biases)
         self.task = "age"
-        self.head_type = head
         self.num_classes = num_classes
         self.config = {
             "task": "age",

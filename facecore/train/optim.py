@@ -1,4 +1,17 @@
-r"""Optimisers and learning-rate schedules for training, from plain arguments.
+r"""Optimisers and learning-rate schedules by name (the ``optim.name`` /
+``optim.scheduler`` choices are defined here, next to what they build).
+
+Two generations live here until the training loop switches (issue 10, phase 2):
+
+* :func:`build_optimizer` / :func:`build_scheduler` take an ``optim`` config section and
+  build what the loop uses today (every parameter decayed alike, schedules stepped once
+  per epoch; :data:`SCHEDULERS`);
+* the issue-10 recipe, from plain arguments: :func:`make_optimizer`,
+  :func:`make_step_scheduler` (:data:`STEP_SCHEDULERS`, stepped per batch),
+  :func:`parameter_groups`, :data:`DEFAULT_LR` / :func:`default_lr`. Phase 2 calls these
+  from the loop and retires the former.
+
+The recipe:
 
 * :func:`parameter_groups`: weight decay on the weights of convolutions and linear
   layers only. Biases, batch-norm scales / shifts and every other 0-D / 1-D parameter
@@ -6,10 +19,10 @@ r"""Optimisers and learning-rate schedules for training, from plain arguments.
   decayed: decaying them pulls the ordinal thresholds towards 0 (the middle class) and
   the normalisation scales towards 0, which is never what a regulariser is for.
   Parameters with ``requires_grad=False`` (frozen stages) are left out.
-* :func:`build_optimizer`: ``"adamw"`` (decoupled weight decay, Loshchilov & Hutter
+* :func:`make_optimizer`: ``"adamw"`` (decoupled weight decay, Loshchilov & Hutter
   2019; the default), ``"adam"`` (L2 in the gradient, as the CORAL code) or ``"sgd"``
   (Nesterov momentum), on those groups.
-* :func:`build_scheduler`: a per-**step** schedule (call ``scheduler.step()`` after every
+* :func:`make_step_scheduler`: a per-**step** schedule (call ``scheduler.step()`` after every
   optimiser step): ``"onecycle"`` (:class:`torch.optim.lr_scheduler.OneCycleLR`: a
   warm-up from ``lr / div_factor`` to ``lr`` over ``pct_start`` of the steps, cosine
   annealing to ``lr / (div_factor * final_div_factor)``; Smith & Topin 2019),
@@ -43,14 +56,18 @@ __all__ = [
     "DEFAULT_LR",
     "OPTIMIZERS",
     "SCHEDULERS",
+    "STEP_SCHEDULERS",
     "build_optimizer",
     "build_scheduler",
     "default_lr",
+    "make_optimizer",
+    "make_step_scheduler",
     "parameter_groups",
 ]
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULERS = ("onecycle", "cosine", "constant")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "step")  # per epoch, build_scheduler
+STEP_SCHEDULERS = ("onecycle", "cosine", "constant")  # per step, make_step_scheduler
 
 # AdamW peak learning rate (one-cycle per step), batch 64, trained from scratch at 64 px.
 # Measured (benchmarks/age_recipe.py, FairFace-540, CORAL, label MAE in groups):
@@ -127,7 +144,7 @@ def parameter_groups(
     return groups
 
 
-def build_optimizer(
+def make_optimizer(
     model: nn.Module,
     name: str = "adamw",
     *,
@@ -154,7 +171,7 @@ def build_optimizer(
     return torch.optim.SGD(groups, lr=lr, momentum=m, nesterov=m > 0)
 
 
-def build_scheduler(
+def make_step_scheduler(
     optimizer: torch.optim.Optimizer,
     name: str = "onecycle",
     *,
@@ -178,8 +195,8 @@ def build_scheduler(
     Call ``scheduler.step()`` after every ``optimizer.step()``; ``state_dict()`` /
     ``load_state_dict()`` resume it.
     """
-    if name not in SCHEDULERS:
-        raise ValueError(f"scheduler name must be one of {list(SCHEDULERS)}, got {name!r}")
+    if name not in STEP_SCHEDULERS:
+        raise ValueError(f"scheduler name must be one of {list(STEP_SCHEDULERS)}, got {name!r}")
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
     if warmup_steps is not None and (
@@ -220,3 +237,30 @@ def build_scheduler(
         return ratio + (1.0 - ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ----------------------------------------------- the current loop's builders (per epoch)
+
+
+def build_optimizer(opts: Any, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """``opts.name`` (an ``optim`` config section) over ``params`` (the caller passes the
+    parameters that require grad)."""
+    if opts.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay
+        )
+    cls = torch.optim.AdamW if opts.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=opts.lr, weight_decay=opts.weight_decay)
+
+
+def build_scheduler(opts: Any, opt: torch.optim.Optimizer):
+    """``opts.scheduler``, stepped once per epoch: ``cosine`` (to 0 at ``opts.epochs``),
+    ``step`` (``gamma`` every ``step_size`` epochs) or ``none``."""
+    if opts.scheduler == "cosine":
+        epochs = opts.epochs
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, epochs) / epochs))
+        )
+    if opts.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=opts.step_size, gamma=opts.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)

@@ -28,9 +28,11 @@ driver prints one line per epoch, fed by a :class:`ray.train.UserCallback` on th
 Train controller through a small queue actor.
 
 At the end, on the driver: the best checkpoint (by the score attribute) is
-evaluated on the test split (:func:`finalize`), exported with
-:func:`facecore.export.export_model` (TorchScript + torch.export) and plotted
-(:mod:`facecore.train.plots`); everything lands in ``run.output``.
+evaluated on the test split (:func:`finalize`; ``evaluation.json`` states the protocol,
+``image-level`` or ``identity-disjoint``), exported with
+:func:`facecore.serving.export_model` (TorchScript + torch.export, with the settings
+stored in the checkpoint: :func:`export_checkpoint`) and plotted
+(:func:`plot_run`); everything lands in ``run.output``.
 """
 
 from __future__ import annotations
@@ -41,16 +43,19 @@ import os
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from facecore.models.factory import model_from_checkpoint
+from facecore.serving.export import export_model
+from facecore.train import plots as P
+from facecore.train.checkpoints import latest_checkpoint, load_checkpoint
 from facecore.train.config import (
-    AgeConfig,
     ConfigError,
-    GenderConfig,
     TrainConfig,
     check_data_root,
     config_from_dict,
@@ -58,24 +63,22 @@ from facecore.train.config import (
     save_config,
     validate,
 )
-from facecore.train.loops import (
-    CHECKPOINT_FILE,
-    evaluate,
-    load_checkpoint,
-    predict_dataset,
-    train_loop_per_worker,
-)
+from facecore.train.datasets import build_splits
+from facecore.train.evaluation import evaluate, predict_dataset
+from facecore.train.loops import train_loop_per_worker
 from facecore.train.progress import format_progress
+from facecore.train.tasks import get_task
 
 __all__ = [
     "TrainResult",
     "TrainingError",
+    "export_checkpoint",
     "fit",
     "finalize",
-    "format_progress",
     "latest_checkpoint",
     "model_from_training_checkpoint",
     "output_dir",
+    "plot_run",
     "run_path",
 ]
 
@@ -91,8 +94,9 @@ class TrainResult:
     ``metrics``: the last epoch's validation metrics; ``history``: one dict per
     epoch (also those before a resume); ``best_checkpoint`` / ``latest_checkpoint``:
     checkpoint directories (paths or URIs); ``test_metrics``: the best checkpoint
-    on the test split (``test_`` keys); ``export_dir``: ``model.pt``,
-    ``model.pt2``, ``metadata.json``; ``plots``: name -> PNG path.
+    on the test split (``test_`` keys) under ``test_protocol`` (``image-level`` or
+    ``identity-disjoint``); ``export_dir``: ``model.pt``, ``model.pt2``,
+    ``metadata.json``; ``plots``: name -> PNG path.
     """
 
     config: TrainConfig
@@ -104,6 +108,7 @@ class TrainResult:
     best_metrics: dict[str, Any]
     latest_checkpoint: str | None
     test_metrics: dict[str, float] = field(default_factory=dict)
+    test_protocol: str = ""
     export_dir: Path | None = None
     plots: dict[str, Path] = field(default_factory=dict)
     wall_time_s: float = 0.0
@@ -137,13 +142,6 @@ def output_dir(cfg: TrainConfig) -> Path:
     return Path(run_path(cfg))
 
 
-def latest_checkpoint(path: str | Path) -> Path | None:
-    """The highest-epoch ``checkpoint_epoch_*`` directory under a local run folder."""
-    p = Path(path)
-    found = sorted(p.glob("checkpoint_epoch_*/" + CHECKPOINT_FILE)) if p.is_dir() else []
-    return found[-1].parent if found else None
-
-
 # ----------------------------------------------------------------- progress
 
 
@@ -170,8 +168,8 @@ def _progress_callback(q):
 
 
 class _Printer:
-    def __init__(self, q, epochs: int, out=sys.stdout):
-        self.q, self.epochs, self.out = q, epochs, out
+    def __init__(self, q, epochs: int, fields: tuple[tuple[str, str], ...], out=sys.stdout):
+        self.q, self.epochs, self.fields, self.out = q, epochs, fields, out
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -190,7 +188,7 @@ class _Printer:
             if "_failure" in m:
                 line = f"worker failure ({m['_failure']}); Ray Train restarts from the latest checkpoint if retries remain"
             else:
-                line = format_progress(m, self.epochs)
+                line = format_progress(m, self.epochs, self.fields)
             print(line, file=self.out, flush=True)
 
     def __enter__(self):
@@ -220,10 +218,8 @@ def _ensure_ray(cfg: TrainConfig) -> None:
         log_to_driver=not quiet,
     )
     # Workers import facecore from where this process found it (a checkout on PYTHONPATH
-    # or site-packages).
-    import facecore
-
-    root = str(Path(facecore.__file__).resolve().parents[1])
+    # or site-packages): the folder above the facecore package.
+    root = str(Path(__file__).resolve().parents[2])
     pp = os.pathsep.join([root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": pp}}
     address = cfg.run.address or os.environ.get("RAY_ADDRESS")
@@ -231,10 +227,6 @@ def _ensure_ray(cfg: TrainConfig) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(**kwargs)
-
-
-def _score(cfg: TrainConfig) -> tuple[str, str]:
-    return cfg.score()
 
 
 def _history(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -261,7 +253,8 @@ def fit(
     out = sys.stdout if out is None else out
     validate(cfg)
     check_data_root(cfg)
-    score, mode = _score(cfg)
+    score, mode = cfg.score()
+    task = get_task(cfg.task)
     path = run_path(cfg)
     outdir = output_dir(cfg)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -269,8 +262,8 @@ def fit(
     loop_config: dict[str, Any] = {"train_config": config_to_dict(cfg)}
     if verbose:
         print(
-            f"facecore: training {cfg.task} ({getattr(getattr(cfg, 'ordinal', None), 'head', '') or cfg.model.backbone})"
-            f" on {cfg.data.name}, {cfg.run.workers} Ray Train worker(s), run {path}",
+            f"facecore: training {cfg.task} ({task.describe(cfg)}) on {cfg.data.name} "
+            f"({task.protocol_of(cfg)} splits), {cfg.run.workers} Ray Train worker(s), run {path}",
             file=out,
             flush=True,
         )
@@ -298,6 +291,7 @@ def fit(
     if finalize_run and best_path is not None:
         fin = finalize(best_path, outdir, export=cfg.run.export, plot=cfg.run.plot, history=history)
         res.test_metrics, res.export_dir, res.plots = fin["test_metrics"], fin["export_dir"], fin["plots"]
+        res.test_protocol = fin["test_protocol"]
     res.wall_time_s = time.perf_counter() - t0
     return res
 
@@ -329,6 +323,7 @@ def _fit_local(cfg, loop_config, path, score, mode, out):
     try:
         trainer.fit()
     except Exception as exc:  # noqa: BLE001 - reported as one clear error
+        _raise_config_error(exc)
         raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
     finally:
         train_logger.setLevel(level)
@@ -376,11 +371,12 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     )
     try:
         if q is not None:
-            with _Printer(q, cfg.optim.epochs, out):
+            with _Printer(q, cfg.optim.epochs, get_task(cfg.task).progress, out):
                 result = trainer.fit()
         else:
             result = trainer.fit()
     except Exception as exc:  # noqa: BLE001 - Ray wraps the worker's error
+        _raise_config_error(exc)
         raise TrainingError(f"training failed: {_root_cause(exc)}") from exc
     finally:
         if q is not None:
@@ -401,8 +397,7 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     return metrics, best, _checkpoint_path(result.checkpoint)
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost worker error of a Ray Train failure, in one line."""
+def _innermost(exc: BaseException) -> BaseException:
     seen = exc
     for attr in ("worker_failures", "_worker_failures"):
         failures = getattr(exc, attr, None)
@@ -411,6 +406,21 @@ def _root_cause(exc: BaseException) -> str:
             break
     while getattr(seen, "__cause__", None) is not None:
         seen = seen.__cause__
+    return seen
+
+
+def _raise_config_error(exc: BaseException) -> None:
+    """A configuration problem found on a worker (e.g. a split without genuine pairs) is a
+    usage error: re-raised as the one-line :class:`ConfigError` it is."""
+    inner = _innermost(exc)
+    if isinstance(inner, ConfigError):
+        lines = [ln for ln in str(inner).strip().splitlines() if ln.strip()]
+        raise ConfigError(lines[-1].strip() if lines else type(inner).__name__) from None
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost worker error of a Ray Train failure, in one line."""
+    seen = _innermost(exc)
     text = str(seen).strip().splitlines()
     last = [line for line in text if line.strip()][-1:] or [type(seen).__name__]
     return f"{type(seen).__name__}: {last[0].strip()}"
@@ -433,13 +443,28 @@ def _local_dir(path: str):
 def model_from_training_checkpoint(path: str | Path) -> tuple[torch.nn.Module, TrainConfig, dict]:
     """``(model in eval mode, its TrainConfig, the raw checkpoint dict)`` from a checkpoint
     directory written by the training loop (path or URI)."""
-    from facecore.models import model_from_checkpoint
-
     with _local_dir(str(path)) as d:
         state = load_checkpoint(d)
     model = model_from_checkpoint(state["model"])
     model.eval()
     return model, config_from_dict(state["train_config"]), state
+
+
+def plot_run(
+    cfg: TrainConfig, history: list[dict[str, Any]], test: dict[str, torch.Tensor], outdir
+) -> dict[str, Path]:
+    """The learning curves and the task's plots into ``outdir``; ``{}`` (with a warning)
+    without matplotlib."""
+    outdir = Path(outdir)
+    out: dict[str, Path] = {}
+    try:
+        if history:
+            out["learning_curves"] = P.plot_learning_curves(history, outdir / "learning_curves.png")
+        if test:
+            out.update(get_task(cfg.task).plots(cfg, test, outdir))
+    except P.MissingMatplotlib as exc:
+        warnings.warn(f"{exc}; no plots written", stacklevel=2)
+    return out
 
 
 def finalize(
@@ -453,12 +478,11 @@ def finalize(
 ) -> dict[str, Any]:
     """Evaluate a training checkpoint on its test split; export and plot it.
 
-    Writes ``evaluation.json`` (test metrics, checkpoint, epoch), ``export/`` and
-    the PNG plots into ``outdir``; returns ``{"test_metrics", "export_dir",
-    "plots"}``. ``data_overrides`` changes the data section (e.g. another root).
+    Writes ``evaluation.json`` (test metrics, ``test_protocol``, ``split_by``, checkpoint,
+    epoch), ``export/`` and the PNG plots into ``outdir``; returns ``{"test_metrics",
+    "test_protocol", "export_dir", "plots"}``. ``data_overrides`` changes the data section
+    (e.g. another root).
     """
-    from facecore.train.datasets import build_splits
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     model, cfg, state = model_from_training_checkpoint(checkpoint)
@@ -466,38 +490,32 @@ def finalize(
         d = config_to_dict(cfg)
         d["data"].update(data_overrides)
         cfg = config_from_dict(d)
-    splits = build_splits(cfg.data, cfg.task)
+    task = get_task(cfg.task)
+    splits = build_splits(cfg)
     test = predict_dataset(cfg, model, splits.test, batch_size=cfg.data.eval_batch_size)
-    test_metrics = evaluate(cfg, test, splits.labels("train"), prefix="test_")
+    test_metrics = evaluate(cfg, test, splits.labels("train"), "test") if test else {}
     (outdir / "evaluation.json").write_text(
         json.dumps(
-            {"checkpoint": str(checkpoint), "epoch": state["epoch"], **test_metrics},
+            {"checkpoint": str(checkpoint), "epoch": state["epoch"], "task": cfg.task,
+             "test_protocol": task.protocol_of(cfg), "split_by": splits.split_by,
+             "split_sizes": splits.sizes(), **test_metrics},
             indent=1,
         )
     )
     export_dir = None
     if export:
-        export_dir = export_checkpoint_model(model, cfg, splits, outdir / "export")
+        export_dir = export_checkpoint(model, state, outdir / "export")
     plots: dict[str, Path] = {}
     if plot:
-        from facecore.train import plots as P
+        plots = plot_run(cfg, history or state.get("history", []), test, outdir)
+    return {"test_metrics": test_metrics, "test_protocol": task.protocol_of(cfg),
+            "export_dir": export_dir, "plots": plots}
 
-        plots = P.plot_run(cfg, history or state.get("history", []), test, outdir)
-    return {"test_metrics": test_metrics, "export_dir": export_dir, "plots": plots}
 
-
-def export_checkpoint_model(model, cfg: TrainConfig, splits, directory: Path) -> Path:
-    """Export with :func:`facecore.export.export_model` (preprocess, class names, age offset)."""
-    from facecore.export import export_model
-
-    kwargs: dict[str, Any] = {"preprocess": splits.preprocess}
-    if isinstance(cfg, AgeConfig):
-        ds = splits.train.dataset
-        names = getattr(ds, "class_names", None) or getattr(ds, "age_groups", None)
-        if names:
-            kwargs["class_names"] = list(names)
-        kwargs["age_offset"] = cfg.ordinal.age_offset
-    elif isinstance(cfg, GenderConfig):
-        kwargs["class_names"] = list(cfg.binary.class_names)
-    export_model(model, directory, **kwargs)
+def export_checkpoint(model: torch.nn.Module, state: dict[str, Any], directory: str | Path) -> Path:
+    """Export ``model`` with :func:`facecore.serving.export_model` using the settings the
+    training checkpoint ``state`` stores (``export``: preprocess, class names, age offset);
+    no dataset is needed."""
+    settings = dict(state["export"])
+    export_model(model, directory, **settings)
     return Path(directory)

@@ -7,13 +7,14 @@
     [p] = predictor.predict("face.jpg")
     p.age, p.class_probs, p.to_dict()
 
-The predictor decodes images (see :mod:`facecore.predict_inputs` for what it
-accepts), applies the recorded evaluation transform (shorter side to
-``resize``, center crop ``input_size``, Pillow bilinear), batches them and runs
-the exported module, which normalises and calls the model's ``serve``. With
-``detect=True`` it first crops the largest face found by OpenCV's Haar cascade
-(:mod:`facecore.detect`); when none is found it uses the whole image and says
-so in the result (``face_detected=False``).
+The predictor decodes images (see :mod:`facecore.serving.inputs` for what it
+accepts), applies the recorded evaluation transform
+(:func:`facecore.data.transforms.eval_pipeline` of the metadata's
+:class:`~facecore.data.transforms.PreprocessConfig`: shorter side to ``resize``, center
+crop ``input_size``, Pillow bilinear), batches them and runs the exported module, which
+normalises and calls the model's ``serve``. With ``detect=True`` it first crops the
+largest face found by OpenCV's Haar cascade (:mod:`facecore.serving.detect`); when none
+is found it uses the whole image and says so in the result (``face_detected=False``).
 
 Loading checks the file's recorded op-set version against the installed
 library's and refuses a mismatch (:class:`ModelVersionError`): a model exported
@@ -23,10 +24,8 @@ against other operator semantics must not silently compute something else.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,34 +35,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from facecore import predict_inputs as inputs
-from facecore.data.transforms import eval_pipeline
-from facecore.export import (
-    EXPORT_FILE,
-    FORMAT_VERSION,
-    METADATA_FILE,
+from facecore.data.transforms import PreprocessConfig, eval_pipeline
+from facecore.serving import inputs
+from facecore.serving.export import serving_module
+from facecore.serving.format import (
+    FILE_FORMATS,
     OUTPUT_KEYS,
-    TORCHSCRIPT_FILE,
-    serving_module,
+    check_compatibility,
+    read_metadata,
 )
-from facecore.extension import op_version
 
 __all__ = [
     "AgePrediction",
     "BinaryPrediction",
     "EmbeddingPrediction",
-    "ModelVersionError",
     "Predictor",
-    "check_compatibility",
     "load",
-    "read_metadata",
 ]
 
 Box = tuple[int, int, int, int]
-
-
-class ModelVersionError(ValueError):
-    """An exported model needs another facecore op-set or metadata format version."""
 
 
 class _Result:
@@ -121,78 +111,18 @@ class EmbeddingPrediction(_Result):
 Prediction = AgePrediction | BinaryPrediction | EmbeddingPrediction
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of an export directory, ``model.pt`` or ``model.pt2`` (without loading it)."""
-    path = Path(path)
-    if path.is_dir():
-        meta_file = path / METADATA_FILE
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"{path} has no {METADATA_FILE}: not a facecore export")
-        return json.loads(meta_file.read_text())
-    if not path.is_file():
-        raise FileNotFoundError(f"no such facecore model: {str(path)!r}")
-    text = _archive_metadata(path)
-    if not text and (path.parent / METADATA_FILE).is_file():
-        text = (path.parent / METADATA_FILE).read_text()
-    if not text:
-        raise ValueError(f"{path} carries no facecore metadata: export it with export_model()")
-    return json.loads(text)
-
-
-def _archive_metadata(path: Path) -> str:
-    """``metadata.json`` stored in a ``.pt`` / ``.pt2`` zip archive ('' when absent).
-
-    Read from the zip directly, before deserialising the program (whose ops may not
-    exist in this facecore), so version checks come first.
-    """
-    try:
-        with zipfile.ZipFile(path) as z:
-            for name in z.namelist():
-                parts = name.split("/")
-                if parts[-1] == METADATA_FILE and len(parts) >= 2 and parts[-2].startswith("extra"):
-                    return z.read(name).decode()
-    except zipfile.BadZipFile as e:
-        raise ValueError(f"{path} is not a TorchScript / torch.export archive: {e}") from e
-    return ""
-
-
-def check_compatibility(meta: Mapping[str, Any], source: str = "model") -> None:
-    """Raise :class:`ModelVersionError` when ``meta`` needs another op-set / format version."""
-    if meta.get("format") != "facecore-model":
-        raise ValueError(f"{source} is not a facecore export (metadata format {meta.get('format')!r})")
-    fmt = meta.get("format_version")
-    if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
-        raise ModelVersionError(
-            f"{source} has metadata format version {fmt!r}; this facecore reads versions up to "
-            f"{FORMAT_VERSION}: upgrade facecore (it was exported with facecore "
-            f"{meta.get('facecore_version')})"
-        )
-    recorded, lib = meta.get("op_version"), op_version()
-    if recorded != lib:
-        import facecore
-
-        raise ModelVersionError(
-            f"{source} was exported with facecore op version {recorded} (facecore "
-            f"{meta.get('facecore_version')}), but the installed facecore library implements op "
-            f"version {lib} (facecore {facecore.__version__}): re-export the model with the "
-            f"installed facecore, or install a facecore release with op version {recorded}"
-        )
-    if meta.get("task") not in OUTPUT_KEYS:
-        raise ValueError(f"{source} has an unknown task {meta.get('task')!r}")
-
-
 def _resolve(path: Path, format: str | None) -> Path:
-    if format not in (None, "torchscript", "export"):
-        raise ValueError(f"format must be None, 'torchscript' or 'export', got {format!r}")
+    if format is not None and format not in FILE_FORMATS:
+        raise ValueError(
+            f"format must be None or one of {' | '.join(FILE_FORMATS)}, got {format!r}"
+        )
     if not path.exists():
         raise FileNotFoundError(f"no such facecore model: {str(path)!r}")
     if not path.is_dir():
         if path.suffix not in (".pt", ".pt2"):
             raise ValueError(f"expected an export directory, a .pt or a .pt2 file, got {path}")
         return path
-    names = {"torchscript": [TORCHSCRIPT_FILE], "export": [EXPORT_FILE]}.get(
-        format or "", [TORCHSCRIPT_FILE, EXPORT_FILE]
-    )
+    names = [FILE_FORMATS[format]] if format else list(FILE_FORMATS.values())
     for name in names:
         if (path / name).is_file():
             return path / name
@@ -237,7 +167,9 @@ class Predictor:
     """Runs an exported (or in-memory) facecore model on images; see :func:`load`.
 
     Attributes: ``task`` (``"age"``, ``"gender"``, ``"binary"``, ``"embedding"``),
-    ``metadata``, ``input_size``, ``class_names``, ``age_offset``.
+    ``metadata``, ``preprocess_config`` (the metadata's
+    :class:`~facecore.data.transforms.PreprocessConfig`), ``input_size``, ``class_names``,
+    ``age_offset``.
     """
 
     def __init__(
@@ -250,20 +182,14 @@ class Predictor:
         min_size: int = 16,
         face_margin: float = 0.25,
     ) -> None:
-        check_compatibility(metadata, source)
+        self.preprocess_config: PreprocessConfig = check_compatibility(metadata, source)
         self.module = module
         self.metadata = dict(metadata)
         self.device = torch.device(device)
         self.source = source
         self.task: str = metadata["task"]
-        pre = metadata["preprocess"]
-        self.input_size = int(pre["input_size"])
-        self.resize = int(pre.get("resize") or self.input_size)
-        self.resize_mode = str(pre.get("resize_mode", "shorter"))
-        self.grayscale = bool(pre.get("grayscale", False))
-        self._transform = eval_pipeline(
-            self.input_size, self.resize, resize_mode=self.resize_mode, grayscale=self.grayscale
-        )
+        self.input_size = self.preprocess_config.input_size
+        self._transform = eval_pipeline(self.preprocess_config)
         self.class_names: list[str] = list(metadata.get("class_names") or [])
         self.age_offset = float(metadata.get("age_offset") or 0.0)
         self.min_size = int(min_size)
@@ -308,7 +234,7 @@ class Predictor:
                 )
             face: tuple[bool | None, Box | None] = (None, None)
             if detect:
-                from facecore.detect import face_crop_box, largest_face
+                from facecore.serving.detect import face_crop_box, largest_face
 
                 box = largest_face(img)
                 if box is None:
@@ -337,7 +263,7 @@ class Predictor:
         """Predict for one image or a list / batch of them; returns one result per image.
 
         Args:
-            images: see :mod:`facecore.predict_inputs` (PIL images, paths, numpy
+            images: see :mod:`facecore.serving.inputs` (PIL images, paths, numpy
                 arrays, tensors, or lists of these); an empty list gives ``[]``.
             batch_size: images per forward pass.
             detect: crop the largest face (OpenCV Haar cascade) first.

@@ -1,4 +1,4 @@
-"""Turn what users pass to :meth:`facecore.predict.Predictor.predict` into model input.
+"""Turn what users pass to :meth:`facecore.serving.Predictor.predict` into model input.
 
 Accepted images (one, or a list / tuple of them):
 

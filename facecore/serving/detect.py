@@ -5,7 +5,7 @@ Needs the ``detect`` extra (``pip install facecore[detect]``, i.e.
 of facecore works without it. Models expect face crops like their training data;
 :func:`face_crop_box` returns the largest detection grown by ``margin`` (a
 fraction of the box size on every side, clipped to the image), which is what
-:meth:`facecore.predict.Predictor.predict` crops with ``detect=True``.
+:meth:`facecore.serving.Predictor.predict` crops with ``detect=True``.
 
 Boxes are ``(x, y, w, h)`` in pixels (OpenCV's convention); crop boxes are
 ``(left, top, right, bottom)`` (Pillow's).
