@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from facecore.miners import BatchHardMiner, TripletMarginMiner
 from memory import mib, peak_extra_bytes
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from timing import THREADS, interleaved_medians, num_threads, record_interleaved, threads_id
 
 from facecore.losses import TripletMarginLoss
-from facecore.miners import BatchHardMiner, TripletMarginMiner
 from facecore.reference import matching as R
 
 D = 128

@@ -30,8 +30,10 @@ once, never crashing a DataLoader worker (see :mod:`facecore.data.base`).
 
 from facecore.data import transforms
 from facecore.data.base import FaceDataset, ImageFileDataset, load_image, verify_image
+from facecore.data.cache import CachedImageDataset, DecodedImageCache
 from facecore.data.prototypes import compute_gender_prototypes, load_prototypes, save_prototypes
 from facecore.data.readers import (
+    CORAL_NUM_CLASSES,
     CORAL_OFFSETS,
     FAIRFACE_AGE_GROUPS,
     LONDON_ETHNICITIES,
@@ -42,6 +44,7 @@ from facecore.data.readers import (
     IdentityFolders,
     LondonFaces,
     UTKFace,
+    coral_csv_splits,
 )
 from facecore.data.registry import DATASETS, open_dataset
 from facecore.data.samplers import PKSampler
@@ -55,6 +58,7 @@ from facecore.data.transforms import (
 )
 
 __all__ = [
+    "CORAL_NUM_CLASSES",
     "CORAL_OFFSETS",
     "CORAL_PREPROCESS",
     "DATASETS",
@@ -67,6 +71,9 @@ __all__ = [
     "LONDON_ETHNICITIES",
     "LondonFaces",
     "UTKFace",
+    "CachedImageDataset",
+    "DecodedImageCache",
+    "coral_csv_splits",
     "compute_gender_prototypes",
     "load_prototypes",
     "save_prototypes",

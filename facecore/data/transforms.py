@@ -60,6 +60,7 @@ __all__ = [
     "RESIZE_MODES",
     "SYNTHETIC_PREPROCESS",
     "CenterCrop",
+    "CenterCropFraction",
     "ColorJitter",
     "Compose",
     "Grayscale",
@@ -256,6 +257,31 @@ class CenterCrop:
 
     def __repr__(self) -> str:
         return f"CenterCrop(size=({self.h}, {self.w}))"
+
+
+class CenterCropFraction:
+    """Crop the centred square whose side is ``fraction`` of the shorter side
+    (``round(fraction * min(H, W))``, at least 1 px), placed as :class:`CenterCrop` does.
+
+    For wide-margin face crops (FairFace's 448 px crops carry the face in the middle
+    ~60%) this zooms onto the face before the resize; the CORAL code's MORPH-2 pipeline
+    does the same with ``CenterCrop(140)`` on 200 px aligned faces (``fraction=0.7``).
+    ``fraction=1`` keeps the central square of the shorter side."""
+
+    def __init__(self, fraction: float) -> None:
+        f = float(fraction)
+        if not math.isfinite(f) or not 0.0 < f <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+        self.fraction = f
+
+    def __call__(self, img: Any) -> Any:
+        _check_image(img)
+        H, W = _hw(img)
+        side = max(1, int(round(self.fraction * min(H, W))))
+        return CenterCrop(side)(img)
+
+    def __repr__(self) -> str:
+        return f"CenterCropFraction(fraction={self.fraction})"
 
 
 class RandomCrop:
@@ -530,6 +556,12 @@ class PreprocessConfig:
       value for a one-channel model, which sees the luma ``0.299 R + 0.587 G + 0.114 B``.
     * ``grayscale``: convert to luma (replicated to 3 channels) before everything else.
     * ``horizontal_flip``: random left-right flip probability used by ``train_transform``.
+    * ``crop_fraction``: before the resize, keep the centred square of ``crop_fraction`` x
+      the shorter side (:class:`CenterCropFraction`); ``1.0`` (default) = no such crop.
+
+    :meth:`fixed_transform` (grayscale? -> crop fraction? -> resize: the same every epoch,
+    what :class:`facecore.data.cache.DecodedImageCache` stores) followed by
+    :meth:`random_transform` is :meth:`train_transform` / :meth:`eval_transform`.
 
     ``to_dict()`` / ``from_dict()`` round-trip exactly (through JSON too); export metadata
     stores ``to_dict()``.
@@ -542,6 +574,7 @@ class PreprocessConfig:
     grayscale: bool = False
     resize_mode: str = "shorter"
     horizontal_flip: float = 0.0
+    crop_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         size = self.input_size
@@ -574,8 +607,13 @@ class PreprocessConfig:
         flip = self.horizontal_flip
         if isinstance(flip, bool) or not isinstance(flip, numbers.Real) or not 0.0 <= flip <= 1.0:
             raise ValueError(f"preprocess.horizontal_flip must be in [0, 1], got {flip!r}")
+        crop = self.crop_fraction
+        if (isinstance(crop, bool) or not isinstance(crop, numbers.Real)
+                or not math.isfinite(crop) or not 0.0 < crop <= 1.0):
+            raise ValueError(f"preprocess.crop_fraction must be in (0, 1], got {crop!r}")
         for name, value in (("input_size", size), ("resize", resize), ("mean", mean),
-                            ("std", std), ("horizontal_flip", float(flip))):
+                            ("std", std), ("horizontal_flip", float(flip)),
+                            ("crop_fraction", float(crop))):
             object.__setattr__(self, name, value)
 
     @property
@@ -584,10 +622,13 @@ class PreprocessConfig:
         return len(self.mean)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict; :meth:`from_dict` inverts it exactly."""
+        """JSON-able dict; :meth:`from_dict` inverts it exactly. ``crop_fraction`` is
+        written only when it crops (< 1), so metadata without it reads as before."""
         d = asdict(self)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        if d["crop_fraction"] == 1.0:
+            del d["crop_fraction"]
         return d
 
     @classmethod
@@ -612,32 +653,55 @@ class PreprocessConfig:
 
     def _head(self) -> list[Callable[[Any], Any]]:
         if self.channels == 1:
-            return [Grayscale(1)]
-        return [Grayscale(3)] if self.grayscale else []
+            head: list[Callable[[Any], Any]] = [Grayscale(1)]
+        else:
+            head = [Grayscale(3)] if self.grayscale else []
+        if self.crop_fraction < 1.0:
+            head.append(CenterCropFraction(self.crop_fraction))
+        return head
 
     def normalize_module(self) -> Normalize:
         """The scriptable :class:`Normalize` for this config (exports put it before the model)."""
         return Normalize(self.mean, self.std)
 
-    def train_transform(self, *, normalize: bool = True) -> Compose:
-        """Grayscale? -> resize -> random crop -> random flip? -> to tensor -> normalise?"""
-        ts = self._head() + [self._resize(), RandomCrop(self.input_size)]
-        if self.horizontal_flip > 0:
-            ts.append(RandomHorizontalFlip(self.horizontal_flip))
+    def fixed_transform(self) -> Compose:
+        """The deterministic start of both pipelines: grayscale? -> centre crop fraction? ->
+        resize. Its output (a ``PIL.Image``) is what
+        :class:`facecore.data.cache.DecodedImageCache` stores."""
+        return Compose(self._head() + [self._resize()])
+
+    def random_transform(self, *, train: bool, normalize: bool = True) -> Compose:
+        """What follows :meth:`fixed_transform`: random crop -> random flip? (``train``)
+        or centre crop (evaluation) -> to tensor -> normalise?. It accepts the cached
+        ``uint8`` arrays as well as PIL images, with identical results."""
+        if train:
+            ts: list[Callable[[Any], Any]] = [RandomCrop(self.input_size)]
+            if self.horizontal_flip > 0:
+                ts.append(RandomHorizontalFlip(self.horizontal_flip))
+        else:
+            ts = [CenterCrop(self.input_size)]
         ts.append(ToTensor())
         if normalize:
             ts.append(self.normalize_module())
         return Compose(ts)
 
+    def train_transform(self, *, normalize: bool = True) -> Compose:
+        """Grayscale? -> crop fraction? -> resize -> random crop -> random flip? -> to
+        tensor -> normalise? (:meth:`fixed_transform` then :meth:`random_transform`)."""
+        return Compose(
+            self.fixed_transform().transforms
+            + self.random_transform(train=True, normalize=normalize).transforms
+        )
+
     def eval_transform(self, *, normalize: bool = True) -> Compose:
-        """Grayscale? -> resize -> centre crop -> to tensor -> normalise: the model's input.
-        ``normalize=False`` gives :func:`eval_pipeline` (RGB ``[3, S, S]`` in [0, 1], what an
-        exported model, which normalises itself, expects)."""
+        """Grayscale? -> crop fraction? -> resize -> centre crop -> to tensor -> normalise:
+        the model's input. ``normalize=False`` gives :func:`eval_pipeline` (RGB
+        ``[3, S, S]`` in [0, 1], what an exported model, which normalises itself, expects)."""
         if not normalize:
             return eval_pipeline(self)
         return Compose(
-            self._head()
-            + [self._resize(), CenterCrop(self.input_size), ToTensor(), self.normalize_module()]
+            self.fixed_transform().transforms
+            + self.random_transform(train=False, normalize=True).transforms
         )
 
 
@@ -650,12 +714,15 @@ def as_preprocess(preprocess: Any) -> PreprocessConfig:
 
 
 def eval_pipeline(preprocess: PreprocessConfig) -> Compose:
-    """The evaluation transform without normalisation: grayscale (3 channels)? -> resize
-    (``"shorter"``: shorter side to ``resize``; ``"square"``: ``resize x resize``) -> centre
-    crop ``input_size`` -> float32 tensor ``[3, S, S]`` in [0, 1]. It is what the predictor
+    """The evaluation transform without normalisation: grayscale (3 channels)? -> centred
+    square of ``crop_fraction`` x the shorter side (if < 1) -> resize (``"shorter"``:
+    shorter side to ``resize``; ``"square"``: ``resize x resize``) -> centre crop
+    ``input_size`` -> float32 tensor ``[3, S, S]`` in [0, 1]. It is what the predictor
     feeds an exported model (which normalises, and takes the luma for one-channel models)."""
     pre = as_preprocess(preprocess)
     head: list[Callable[[Any], Any]] = [Grayscale(3)] if pre.grayscale else []
+    if pre.crop_fraction < 1.0:
+        head.append(CenterCropFraction(pre.crop_fraction))
     return Compose(head + [pre._resize(), CenterCrop(pre.input_size), ToTensor()])
 
 
