@@ -472,8 +472,10 @@ class CoralCSVSplits(ImageFileDataset):
 class AFADFolder(_Common):
     """AFAD's folder layout ``root/AGE/GENDER/ID.jpg`` (111 = male, 112 = female).
 
-    ``age_range`` / ``age_offset`` as in :class:`UTKFace` (default offset 15, AFAD's
-    youngest age and the CORAL convention; the CORAL paper keeps ages 15-40, 26 classes).
+    ``age_range`` / ``age_offset`` as in :class:`UTKFace`; without ``age_offset`` the
+    offset is ``age_range[0]`` when a range is given (its youngest age is class 0, as for
+    every age reader), else 15 (AFAD's youngest age and the CORAL convention; the CORAL
+    paper keeps ages 15-40, 26 classes); ``age_offset=None``: the youngest age present.
     """
 
     def __init__(
@@ -481,7 +483,7 @@ class AFADFolder(_Common):
         root: str | Path,
         *,
         age_range: tuple[int, int] | None = None,
-        age_offset: int | None = 15,
+        age_offset: Any = "default",
         transform: Callable[[Any], Any] | None = None,
         mode: str = "RGB",
         verify: bool = True,
@@ -490,6 +492,8 @@ class AFADFolder(_Common):
         split_seed: int = 0,
     ) -> None:
         super().__init__(transform, mode, verify, split, split_fractions, split_seed)
+        if isinstance(age_offset, str) and age_offset == "default":
+            age_offset = 15 if age_range is None else None  # None: age_range[0]
         root = check_root(root, "AFAD")
         recs = []
         for p in _list_images(root):

@@ -363,8 +363,10 @@ def build_section(cls: type, data: Any, prefix: str = "") -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[key] = build_section(tp, value, dotted)
             continue
-        kwargs[key] = _coerce(value, tp, dotted)
         allowed = fields[key].metadata.get("choices")
+        if allowed and isinstance(value, bool) and ("on" if value else "off") in allowed:
+            value = "on" if value else "off"  # YAML 1.1 reads a bare off / on as a boolean
+        kwargs[key] = _coerce(value, tp, dotted)
         if allowed and kwargs[key] is not None and kwargs[key] not in allowed:
             raise ConfigError(f"{dotted} must be one of {' | '.join(allowed)}, got {kwargs[key]!r}")
     return cls(**kwargs)
