@@ -233,11 +233,15 @@ def _train_loader(cfg: TrainConfig, splits: Splits, session: Session) -> tuple[D
         loader = DataLoader(splits.train, batch_sampler=sampler, num_workers=cfg.data.loader_workers)
         return session.prepare_loader(loader, shard=False), sampler
     per_worker = max(1, cfg.data.batch_size // session.world_size)
+    # each rank gets ceil(n / world) items (the distributed sampler pads); the last, short
+    # batch is kept (it is part of the measured recipe) unless it would hold a single image,
+    # which batch norm cannot train on
+    per_rank = -(-len(splits.train) // session.world_size)
     loader = DataLoader(
         splits.train,
         batch_size=per_worker,
         shuffle=True,
-        drop_last=len(splits.train) >= per_worker * session.world_size * 2,
+        drop_last=per_rank % per_worker == 1 and per_rank > per_worker,
         num_workers=cfg.data.loader_workers,
         generator=torch.Generator().manual_seed(cfg.data.seed),
     )
