@@ -37,7 +37,7 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "facecore.model"
 CHECKPOINT_FORMAT_VERSION = 1
-_TASKS = ("age", "gender", "binary", "embedding")
+_TASKS = ("age", "gender", "binary", "embedding", "san")
 
 
 def _backbone_args(config: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +65,10 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     task = config.get("task")
     if task not in _TASKS:
         raise ValueError(f"config['task'] must be one of {list(_TASKS)}, got {task!r}")
+    if task == "san":  # no backbone: the privacy autoencoder has its own config
+        from facecore.models.san import san_from_config
+
+        return san_from_config(config)
     args = _backbone_args(config)
     dropout = float(config.get("dropout", 0.0))
     if task == "age":
