@@ -58,6 +58,12 @@ def test_pair_protocols_by_hand():
     torch.testing.assert_close(s2, -torch.cdist(e[:1].double(), e[1:].double())[0])
     with pytest.raises(ValueError, match="protocol must be"):
         pair_scores(e, e, ident, "both")
+    # impostor subsampling keeps every genuine pair and the same impostors each call
+    s_all, same_all = pair_scores(e, e, ident, "cross_photo")
+    s3, same3 = pair_scores(e, e, ident, "cross_photo", max_impostors=3, seed=1)
+    assert int(same3.sum()) == 2 and int((~same3).sum()) == 3
+    assert set(s3[~same3].tolist()) <= set(s_all[~same_all].tolist())
+    torch.testing.assert_close(pair_scores(e, e, ident, "cross_photo", max_impostors=3, seed=1)[0], s3)
 
 
 def test_verification_metrics_by_hand():

@@ -64,6 +64,28 @@ def test_latent_is_computed_once_from_the_same_gender_prototype():
     torch.testing.assert_close(diff[:, 0], (w.double().view(1, 3, 1, 1) * dp).sum(1), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("reference", ["neutral", "same"])
+def test_prototype_gain_and_reference_feed_the_combiner_only(reference):
+    base = _san(seed=4)
+    m = _san(seed=4, prototype_gain=5.0, prototype_reference=reference)
+    x, g = _x(2), torch.tensor([1.0, 0.0])
+    torch.testing.assert_close(m.encoder(torch.zeros(1, 4, 16, 16)), base.encoder(torch.zeros(1, 4, 16, 16)))
+    h = m.decoder(m.encoder(torch.cat([x, m.prototype(g, "sm")], 1)))
+    ref = m.prototype_neutral if reference == "neutral" else m.prototype(g, "sm")
+    for mode in ("sm", "nt", "op"):
+        p = 5.0 * (m.prototype(g, mode) - ref)
+        want = torch.sigmoid(m.combiner(torch.cat([h, p], 1)))
+        torch.testing.assert_close(m.anonymize(x, mode, g), want)
+    if reference == "same":  # X'_SM is the plain autoencoder output
+        zero = torch.zeros(2, 3, 16, 16)
+        torch.testing.assert_close(m.anonymize(x, "sm", g), torch.sigmoid(m.combiner(torch.cat([h, zero], 1))))
+    assert m.config["prototype_gain"] == 5.0 and m.config["prototype_reference"] == reference
+    with pytest.raises(ValueError, match="prototype_gain"):
+        _san(prototype_gain=0.0)
+    with pytest.raises(ValueError, match="prototype_reference"):
+        _san(prototype_reference="centre")
+
+
 @pytest.mark.parametrize("levels", [0, 1, 2])
 def test_pool_levels_set_the_bottleneck(levels):
     m = _san(pool_levels=levels)
@@ -118,7 +140,7 @@ def test_prototypes_are_buffers_resized_and_validated():
 def test_config_round_trip(tmp_path):
     clf = GrayscaleAdapter(GenderClassifier("small_cnn", width=4, in_channels=1), 0.5, 0.25)
     m = SANAutoencoder(_protos(16), image_size=16, decoder_channels=(6, 5), pool_levels=2,
-                       gender_classifier=clf).eval()
+                       prototype_gain=3.0, prototype_reference="same", gender_classifier=clf).eval()
     cfg = json.loads(json.dumps(m.config))
     again = san_from_config(cfg)
     again.load_state_dict(m.state_dict())

@@ -244,8 +244,8 @@ class SANObjective(nn.Module):
         g = gender.reshape(-1).to(x.dtype)
         model = self.model
         h = model.encode(x, g)
-        x_sm = model.combine(h, model.prototype(g, "sm"))
-        x_op = model.combine(h, model.prototype(g, "op"))
+        x_sm = model.combine(h, g, "sm")
+        x_op = model.combine(h, g, "op")
         j_d = reconstruction_loss(x, x_sm, self.reconstruction)
         loss = self.lambda_rec * j_d
         f_g, f_m = self._aux

@@ -46,6 +46,7 @@ from torch import nn
 
 __all__ = [
     "MODES",
+    "PROTOTYPE_REFERENCES",
     "SAN_DEFAULTS",
     "GrayscaleAdapter",
     "SANAutoencoder",
@@ -64,7 +65,12 @@ SAN_DEFAULTS: dict[str, Any] = {
     "pool_levels": 1,
     "negative_slope": 0.01,
     "prototype_channels": 3,
+    "prototype_gain": 1.0,
+    "prototype_reference": "none",
 }
+
+#: What the combiner subtracts from the prototype it is given (see SANAutoencoder).
+PROTOTYPE_REFERENCES = ("none", "neutral", "same")
 
 
 def to_grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -156,6 +162,19 @@ class SANAutoencoder(nn.Module):
         pool_levels: number of AvgPool2 / Upsample x2 pairs (0 .. number of stages).
         negative_slope: of the LeakyReLUs (PyTorch's default 0.01, as the authors' code).
         prototype_channels: 3 (RGB prototypes, as the paper) or 1.
+        prototype_gain, prototype_reference: the combiner sees
+            ``prototype_gain * (P - R)`` with ``R = 0`` (``"none"``: the authors'
+            network, with gain 1), ``P_NT`` (``"neutral"``) or the image's own ``P_SM``
+            (``"same"``); the encoder always sees the plain ``P_SM``. These keep the
+            function class (``-w R`` is a function of the encoder's input, which the decoder
+            can represent) but change training: with Adam every weight moves ~``lr`` per
+            step, so the 1x1 prototype weights -- the only difference between SM and OP --
+            need thousands of steps to grow large enough to flip a gender, and while they
+            grow they also shift X'_SM, which the reconstruction and matching losses resist
+            until the decoder learns to cancel ``w P_SM``. A gain multiplies their effective
+            step; ``"same"`` removes the prototype term from X'_SM altogether (X'_SM is the
+            plain autoencoder output, X'_NT / X'_OP add ``w (P_NT - P_SM)`` /
+            ``w (P_OP - P_SM)``).
         gender_classifier: optional module mapping grayscale ``[N, 1, S, S]`` in [0, 1] to
             a gender logit ``[N]`` (P(female) = sigmoid); wrap facecore classifiers with
             :class:`GrayscaleAdapter`. Used by :meth:`serve` / :meth:`anonymize` when no
@@ -172,6 +191,8 @@ class SANAutoencoder(nn.Module):
         pool_levels: int = SAN_DEFAULTS["pool_levels"],
         negative_slope: float = SAN_DEFAULTS["negative_slope"],
         prototype_channels: int = SAN_DEFAULTS["prototype_channels"],
+        prototype_gain: float = SAN_DEFAULTS["prototype_gain"],
+        prototype_reference: str = SAN_DEFAULTS["prototype_reference"],
         gender_classifier: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -192,6 +213,13 @@ class SANAutoencoder(nn.Module):
             )
         if prototype_channels not in (1, 3):
             raise ValueError(f"prototype_channels must be 1 or 3, got {prototype_channels!r}")
+        gain = float(prototype_gain)
+        if not gain > 0 or gain != gain or gain == float("inf"):
+            raise ValueError(f"prototype_gain must be a positive finite number, got {prototype_gain!r}")
+        if prototype_reference not in PROTOTYPE_REFERENCES:
+            raise ValueError(
+                f"prototype_reference must be one of {list(PROTOTYPE_REFERENCES)}, got {prototype_reference!r}"
+            )
         slope = float(negative_slope)
         if not 0.0 <= slope < 1.0:
             raise ValueError(f"negative_slope must be in [0, 1), got {negative_slope!r}")
@@ -213,6 +241,8 @@ class SANAutoencoder(nn.Module):
         self.combiner = nn.Conv2d(ch + prototype_channels, 1, 1)
         self.image_size = image_size
         self.prototype_channels = prototype_channels
+        self.prototype_gain = gain
+        self.prototype_reference = prototype_reference
         shape = (prototype_channels, image_size, image_size)
         for key in ("male", "female", "neutral"):
             self.register_buffer(f"prototype_{key}", torch.zeros(shape))
@@ -227,6 +257,8 @@ class SANAutoencoder(nn.Module):
             "pool_levels": pool_levels,
             "negative_slope": slope,
             "prototype_channels": prototype_channels,
+            "prototype_gain": gain,
+            "prototype_reference": prototype_reference,
             "gender_classifier": None
             if gender_classifier is None
             else dict(getattr(gender_classifier, "config", {}) or {}),
@@ -281,9 +313,18 @@ class SANAutoencoder(nn.Module):
         p = self.prototype(gender, "sm").to(x.dtype)
         return self.decoder(self.encoder(torch.cat([x, p], dim=1)))
 
-    def combine(self, h: torch.Tensor, prototype: torch.Tensor) -> torch.Tensor:
-        """The proto-combiner: ``sigmoid(Conv1x1([h, prototype]))``, ``[N, 1, S, S]``."""
-        return torch.sigmoid(self.combiner(torch.cat([h, prototype.to(h.dtype)], dim=1)))
+    def combine(self, h: torch.Tensor, gender: torch.Tensor, mode: str) -> torch.Tensor:
+        """The proto-combiner for ``mode``: ``sigmoid(Conv1x1([h, gain * (P_mode - R)]))``,
+        ``[N, 1, S, S]`` (``R`` per ``prototype_reference``)."""
+        g = gender.to(h.dtype).reshape(-1)
+        p = self.prototype(g, mode).to(h.dtype)
+        if self.prototype_reference == "same":
+            p = p - self.prototype(g, "sm").to(h.dtype)
+        elif self.prototype_reference == "neutral":
+            p = p - self.prototype_neutral.to(h.dtype).unsqueeze(0)
+        if self.prototype_gain != 1.0:
+            p = p * self.prototype_gain
+        return torch.sigmoid(self.combiner(torch.cat([h, p], dim=1)))
 
     def forward(
         self, x: torch.Tensor, gender: torch.Tensor
@@ -291,11 +332,7 @@ class SANAutoencoder(nn.Module):
         """``(X'_SM, X'_NT, X'_OP)``, each ``[N, 1, S, S]`` in (0, 1), for grayscale ``x``
         ``[N, 1, S, S]`` and the true ``gender`` ``[N]``."""
         h = self.encode(x, gender)
-        return (
-            self.combine(h, self.prototype(gender, "sm")),
-            self.combine(h, self.prototype(gender, "nt")),
-            self.combine(h, self.prototype(gender, "op")),
-        )
+        return self.combine(h, gender, "sm"), self.combine(h, gender, "nt"), self.combine(h, gender, "op")
 
     # ------------------------------------------------------------------ serving
     def _gender(self, x: torch.Tensor, gender: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,7 +358,7 @@ class SANAutoencoder(nn.Module):
             raise ValueError("mode must be 'sm', 'nt' or 'op'")
         x = to_grayscale(x)
         g, _ = self._gender(x, gender)
-        return self.combine(self.encode(x, g), self.prototype(g, mode))
+        return self.combine(self.encode(x, g), g, mode)
 
     @torch.jit.export
     def serve(self, x: torch.Tensor, gender: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -126,9 +126,13 @@ def pair_scores(
     metric: str = "cosine",
     gallery: Sequence[int] | None = None,
     probe: Sequence[int] | None = None,
+    max_impostors: int | None = None,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(scores, same)`` of the protocol's pairs (module docstring): rows are originals
-    (``gallery``), columns perturbed images (``probe``); ``same_photo`` uses every image."""
+    (``gallery``), columns perturbed images (``probe``); ``same_photo`` uses every image.
+    ``max_impostors`` keeps every genuine pair and a random subset (fixed by ``seed``; the
+    same subset for every variant of one evaluation) of that many impostor pairs."""
     ident = torch.as_tensor(identity).reshape(-1).long()
     n = ident.numel()
     if emb_original.shape[0] != n or emb_perturbed.shape[0] != n:
@@ -138,7 +142,7 @@ def pair_scores(
         same_id = ident[:, None] == ident[None, :]
         eye = torch.eye(n, dtype=torch.bool)
         keep = eye | ~same_id
-        return s[keep], eye[keep]
+        return _subsample(s[keep], eye[keep], max_impostors, seed)
     if protocol != "cross_photo":
         raise ValueError(f"protocol must be 'same_photo' or 'cross_photo', got {protocol!r}")
     ga = torch.arange(n) if gallery is None else torch.as_tensor(list(gallery), dtype=torch.long)
@@ -146,7 +150,17 @@ def pair_scores(
     s = _similarity(emb_original[ga], emb_perturbed[pr], metric)
     same = ident[ga][:, None] == ident[pr][None, :]
     keep = ga[:, None] != pr[None, :]
-    return s[keep], same[keep]
+    return _subsample(s[keep], same[keep], max_impostors, seed)
+
+
+def _subsample(s: torch.Tensor, same: torch.Tensor, max_impostors: int | None, seed: int):
+    n_imp = int((~same).sum())
+    if max_impostors is None or n_imp <= max_impostors:
+        return s, same
+    imp = torch.nonzero(~same).squeeze(1)
+    pick = imp[torch.randperm(n_imp, generator=torch.Generator().manual_seed(seed))[:max_impostors]]
+    idx = torch.cat([torch.nonzero(same).squeeze(1), pick.sort().values])
+    return s[idx], same[idx]
 
 
 #: FPR grid of the stored ROC curves: 0 and 200 log-spaced points from 1e-4 to 1.
@@ -198,9 +212,11 @@ def evaluate_variants(
     gallery: Sequence[int] | None = None,
     probe: Sequence[int] | None = None,
     protocols: Sequence[str] = ("same_photo", "cross_photo"),
+    max_impostors: int | None = 200_000,
 ) -> PrivacyResult:
     """Figures for every variant (see the module docstring). ``variants`` should include
-    ``"original": original`` for the reference row."""
+    ``"original": original`` for the reference row. ``max_impostors``: impostor pairs per
+    protocol are subsampled to this many (the same pairs for every variant; ``None``: all)."""
     if original.dim() != 4:
         raise ValueError("original must be [N, C, S, S]")
     n = original.shape[0]
@@ -228,7 +244,7 @@ def evaluate_variants(
                 row["match"][e.name] = {}
                 for protocol in protocols:
                     s, same = pair_scores(ref[e.name], emb, ident, protocol, metric=e.metric,
-                                          gallery=gallery, probe=probe)
+                                          gallery=gallery, probe=probe, max_impostors=max_impostors)
                     row["match"][e.name][protocol] = verification_metrics(s, same)
                     result.roc.setdefault(e.name, {}).setdefault(protocol, {})[vname] = roc_on_grid(s, same)
         result.table[vname] = row

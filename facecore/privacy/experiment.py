@@ -302,6 +302,8 @@ class SANTrainConfig:
     encoder_channels: tuple[int, ...] = (8, 12)
     decoder_channels: tuple[int, ...] = (64, 32)
     pool_levels: int = 1
+    prototype_gain: float = 1.0
+    prototype_reference: str = "none"
     reconstruction: str = "l1"
     lambda_rec: float = 1.0
     lambda_gender: float = 1.0
@@ -329,7 +331,8 @@ def build_objective(
     """A fresh SAN (seeded by ``cfg.seed``) inside its objective."""
     torch.manual_seed(cfg.seed)
     model = SANAutoencoder(prototypes, image_size=image_size, encoder_channels=cfg.encoder_channels,
-                           decoder_channels=cfg.decoder_channels, pool_levels=cfg.pool_levels)
+                           decoder_channels=cfg.decoder_channels, pool_levels=cfg.pool_levels,
+                           prototype_gain=cfg.prototype_gain, prototype_reference=cfg.prototype_reference)
     return SANObjective(model, gender_classifier, matcher, reconstruction=cfg.reconstruction,
                         lambda_rec=cfg.lambda_rec, lambda_gender=cfg.lambda_gender,
                         lambda_match=cfg.lambda_match, match_target=cfg.match_target,
@@ -365,7 +368,7 @@ def train_san(objective: SANObjective, x: torch.Tensor, gender: torch.Tensor, cf
             opt.step()
             step += 1
             count += 1
-            sums["loss"] = sums.get("loss", 0.0) + float(loss)
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
         row = {k: v / max(count, 1) for k, v in sums.items()}
@@ -376,6 +379,16 @@ def train_san(objective: SANObjective, x: torch.Tensor, gender: torch.Tensor, cf
             f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch",)))
     objective.eval()
     return history
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 over the state_dict tensors (names and bytes, in order): equal iff the runs
+    produced bit-identical weights."""
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 @torch.no_grad()
@@ -506,7 +519,7 @@ def anonymizer_variants(x: torch.Tensor, blur: list[float], pix: list[int]) -> d
 def run(kind: str, out: Path, *, data_kw: dict[str, Any], san: SANTrainConfig,
         gender_train: dict[str, Any], matcher_train: dict[str, Any], parts: tuple[str, ...],
         blur: list[float], pix: list[int], third_party: bool, ae_only: bool = True,
-        shared_root: str | None = None, log=print) -> dict[str, Any]:
+        shared_root: str | None = None, prototype_part: str = "aux", log=print) -> dict[str, Any]:
     """One experiment (see the module docstring); returns the summary written to
     ``out/summary.json``."""
     from facecore.privacy.plots import plot_grid, plot_p_female, plot_roc
@@ -531,8 +544,14 @@ def run(kind: str, out: Path, *, data_kw: dict[str, Any], san: SANTrainConfig,
     gv, _ = faces.labels("val")
     for name in ("aux_gender", "unseen_gender", "val_gender"):
         records[name]["val_accuracy"] = accuracy_of(zoo[name], xv, gv)
-        log(f"{name}: validation accuracy {records[name]['val_accuracy']:.3f}")
-    protos = prototypes_of(faces, "aux")
+        log(f"{name}: validation accuracy {records[name]['val_accuracy']:.3f} ({len(gv)} faces)")
+        for part in ("london_val", "london_test"):  # real faces: the aligned London subset
+            if part in faces.parts:
+                gp, _ = faces.labels(part)
+                acc = accuracy_of(zoo[name], faces.gray(part), gp)
+                records[name][f"{part}_accuracy"] = acc
+                log(f"{name}: {part} accuracy {acc:.3f} ({len(gp)} faces)")
+    protos = prototypes_of(faces, prototype_part)
     aux_ref = {k: {"path": records[k]["path"], "sha256": records[k]["sha256"]}
                for k in ("aux_gender", "aux_matcher")}
     x_train = faces.gray("aux")
@@ -552,9 +571,12 @@ def run(kind: str, out: Path, *, data_kw: dict[str, Any], san: SANTrainConfig,
         history[rname] = train_san(obj, x_train, g_train, cfg, log)
         cpu[rname] = time.process_time() - t0
         models[rname] = obj.model
+        history[rname + "_weights_sha256"] = weights_sha256(obj.model)
+        log(f"{rname}: weights sha256 {history[rname + '_weights_sha256']}")
         torch.save({"config": obj.model.config, "state_dict": obj.model.state_dict(),
                     "objective": obj.config(), "train": cfg.to_dict()}, out / f"{rname}.pt")
     summary: dict[str, Any] = {"kind": kind, "faces": faces.info, "san": san.to_dict(),
+                               "prototype_part": prototype_part,
                                "gender_train": gender_train, "matcher_train": matcher_train,
                                "models": records, "history": history, "san_cpu_s": cpu, "parts": {}}
     extra_eval = []
@@ -676,6 +698,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-ae-only", action="store_true")
     p.add_argument("--third-party", action="store_true", help="add the privacy-eval extra's evaluators")
     p.add_argument("--shared-root", default=None)
+    p.add_argument("--prototype-part", default="aux",
+                   help="part whose faces make the gender prototypes (real: london_aux = aligned only)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     d = copy.deepcopy(DEFAULTS[a.kind])
@@ -702,7 +726,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return run(a.kind, a.out, data_kw=d["data"], san=san, gender_train=d["gender_train"],
                matcher_train=d["matcher_train"], parts=tuple(a.parts or d["parts"]), blur=d["blur"],
                pix=d["pixelate"], third_party=a.third_party, ae_only=not a.no_ae_only,
-               shared_root=a.shared_root)
+               shared_root=a.shared_root, prototype_part=a.prototype_part)
 
 
 if __name__ == "__main__":
