@@ -37,7 +37,7 @@ SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.c
 # The dependencies named in pyproject.toml (runtime + the extras we develop with).
 DEPS_CMD := import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 	o = p['optional-dependencies']; \
-	print(' '.join(p['dependencies'] + o['test'] + o['ray'] + o['plot'] + o['detect']))
+	print(' '.join(p['dependencies'] + o['test'] + o['ray'] + o['plot'] + o['detect'] + o['analysis']))
 
 .PHONY: all venv deps build test bench demo cuda-check lint clean
 

@@ -1,7 +1,8 @@
 """Fused face-matching losses vs pytorch-metric-learning vs torch.compile of the reference.
 
 CPU, float32, forward + backward (loss.backward() down to the embeddings),
-D = 128, P x K batches of K = 8 images per identity, B = 256, 1024, 4096.
+D = 128, P x K batches of K = 8 images per identity, B = 256, 1024, 4096, at
+one thread and at torch's default thread count (``threads=`` in the group).
 Groups (same distance for every implementation: PML's default
 LpDistance(), i.e. Euclidean on L2-normalised embeddings):
 
@@ -21,7 +22,9 @@ entries) they are skipped with that reason, except PML's batch-hard miner,
 which is O(B^2). The compiled reference is also skipped at B = 1024 (its
 float32 B^3 intermediates alone take 4 GiB). Peak extra memory of one step
 (allocator events, gradient included) is stored in extra_info["peak_extra_MiB"].
-Run: make bench (or pytest benchmarks/bench_matching.py -o python_files='bench_*.py'
+bench_triplet_interleaved times facecore and PML round-robin in this process
+at B = 1024 (all and semihard mining) and prints the medians and the ratio at
+the end (conftest.py). Run: make bench (or pytest benchmarks/bench_matching.py -o python_files='bench_*.py'
 -o python_functions='bench_*' --benchmark-only).
 """
 
@@ -29,12 +32,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from facecore.miners import BatchHardMiner, TripletMarginMiner
 from memory import mib, peak_extra_bytes
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
+from timing import THREADS, interleaved_medians, num_threads, record_interleaved, threads_id
 
 from facecore.losses import TripletMarginLoss
-from facecore.miners import BatchHardMiner, TripletMarginMiner
 from facecore.reference import matching as R
 
 D = 128
@@ -92,25 +96,49 @@ def _skip_reason(impl, mining, b):
     return None
 
 
-@pytest.mark.parametrize("b", SIZES)
-@pytest.mark.parametrize("mining", MININGS)
-@pytest.mark.parametrize("impl", list(IMPLS))
-def bench_triplet(benchmark, impl, mining, b):
-    reason = _skip_reason(impl, mining, b)
-    if reason:
-        pytest.skip(reason)
-    x, y = _data(b)
-    fn = IMPLS[impl](mining)
-
+def _step(fn, x, y):
     def step():
         loss = fn(x, y)
         loss.backward()
         x.grad = None
         return loss
 
-    step()  # warm-up (and compilation)
-    benchmark.group = f"triplet {mining} B={b}"
-    benchmark.extra_info["impl"] = impl
-    benchmark.extra_info["peak_extra_MiB"] = mib(peak_extra_bytes(step))
-    slow = impl != "facecore" and b >= 1024
-    benchmark.pedantic(step, rounds=3 if slow else 10, iterations=1, warmup_rounds=1)
+    return step
+
+
+@pytest.mark.parametrize("threads", THREADS, ids=threads_id)
+@pytest.mark.parametrize("b", SIZES)
+@pytest.mark.parametrize("mining", MININGS)
+@pytest.mark.parametrize("impl", list(IMPLS))
+def bench_triplet(benchmark, impl, mining, b, threads):
+    reason = _skip_reason(impl, mining, b)
+    if reason:
+        pytest.skip(reason)
+    if threads != 1 and impl == "pml" and b >= 1024 and mining != "batch_hard":
+        pytest.skip("PML at B >= 1024 runs at one thread only (seconds per step)")
+    x, y = _data(b)
+    step = _step(IMPLS[impl](mining), x, y)
+    with num_threads(threads):
+        step()  # warm-up (and compilation)
+        benchmark.group = f"triplet {mining} B={b} {threads_id(threads)}"
+        benchmark.extra_info["impl"] = impl
+        benchmark.extra_info["peak_extra_MiB"] = mib(peak_extra_bytes(step))
+        slow = impl != "facecore" and b >= 1024
+        benchmark.pedantic(step, rounds=3 if slow else 10, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("threads", THREADS, ids=threads_id)
+@pytest.mark.parametrize("mining", ["all", "semihard"])
+def bench_triplet_interleaved(benchmark, mining, threads):
+    b = 1024
+    x, y = _data(b)
+    cases = {"facecore": _step(_facecore(mining), x, y), "pml": _step(_pml(mining), x, y)}
+    rounds = 5 if threads == 1 else 3
+    record_interleaved(
+        f"triplet {mining} fwd+bwd B={b} D={D}", threads, interleaved_medians(cases, rounds, threads),
+        "facecore", None,
+    )
+    with num_threads(threads):
+        benchmark.group = f"interleaved triplet {mining} (facecore)"
+        benchmark.extra_info["impl"] = "facecore"
+        benchmark.pedantic(cases["facecore"], rounds=5, iterations=1, warmup_rounds=1)

@@ -8,28 +8,30 @@ Flat API for what users touch most::
     loss, active, terms = facecore.triplet_margin_loss(emb, ids, mining="semihard")
     predictor = facecore.load("exported/age")        # serving
 
-Subpackages: :mod:`facecore.ops` (functional ops), :mod:`facecore.metrics`
-(evaluation metrics), :mod:`facecore.models` (backbones, heads, models),
-:mod:`facecore.data` (dataset readers, synthetic faces, transforms, samplers),
-:mod:`facecore.losses` (loss modules), :mod:`facecore.distances` and
-:mod:`facecore.miners` (metric learning), :mod:`facecore.train` (Ray Train), :mod:`facecore.reference` (pure-PyTorch semantics),
-:mod:`facecore.extension` (the compiled library).
+Subpackages: :mod:`facecore.ops` (functional ops; importing it loads the compiled
+library), :mod:`facecore.metrics` (evaluation metrics), :mod:`facecore.models` (backbones,
+heads, models), :mod:`facecore.data` (dataset readers, synthetic faces, transforms,
+samplers), :mod:`facecore.losses` (loss modules with PML-style
+:mod:`~facecore.losses.distances` and :mod:`~facecore.losses.miners`),
+:mod:`facecore.serving` (export, ``load`` / ``Predictor``, face detection),
+:mod:`facecore.train` (Ray Train), :mod:`facecore.reference` (pure-PyTorch semantics),
+:mod:`facecore.extension` (the compiled library), :mod:`facecore.formats` (file formats).
+
+No module below this one imports ``facecore`` itself (the version is in
+:mod:`facecore._version`).
 """
 
+from facecore import data, losses, metrics, models, ops, serving
+from facecore._version import __version__
 from facecore.extension import library_path, load_library
-
-load_library()
-
-from facecore import data, distances, metrics, miners, models  # noqa: E402
-from facecore.export import export_model  # noqa: E402
-from facecore.losses import (  # noqa: E402
+from facecore.losses import (
     CenterLoss,
     ContrastiveLoss,
     CoralLoss,
     CornLoss,
     TripletMarginLoss,
 )
-from facecore.models import (  # noqa: E402
+from facecore.models import (
     AgeEstimator,
     BinaryAttributeClassifier,
     FaceEmbedder,
@@ -38,7 +40,7 @@ from facecore.models import (  # noqa: E402
     model_checkpoint,
     model_from_checkpoint,
 )
-from facecore.ops import (  # noqa: E402
+from facecore.ops import (
     MatchingLoss,
     OrdinalPrediction,
     OrdinalProbs,
@@ -51,53 +53,54 @@ from facecore.ops import (  # noqa: E402
     pairwise_distance,
     triplet_margin_loss,
 )
-from facecore.predict import (  # noqa: E402
+from facecore.serving import (
     AgePrediction,
     BinaryPrediction,
     EmbeddingPrediction,
     ModelVersionError,
     Predictor,
+    export_model,
     load,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
     "AgeEstimator",
+    "AgePrediction",
     "BinaryAttributeClassifier",
+    "BinaryPrediction",
     "CenterLoss",
+    "ContrastiveLoss",
+    "CoralLoss",
+    "CornLoss",
+    "EmbeddingPrediction",
     "FaceEmbedder",
     "GenderClassifier",
+    "MatchingLoss",
+    "ModelVersionError",
+    "OrdinalPrediction",
+    "OrdinalProbs",
+    "Predictor",
+    "TripletMarginLoss",
+    "__version__",
     "build_model",
+    "contrastive_loss",
+    "coral_loss",
+    "corn_loss",
+    "data",
+    "export_model",
+    "library_path",
+    "load",
+    "load_library",
+    "losses",
+    "metrics",
     "model_checkpoint",
     "model_from_checkpoint",
     "models",
-    "distances",
-    "miners",
-    "ContrastiveLoss",
-    "TripletMarginLoss",
-    "MatchingLoss",
-    "contrastive_loss",
-    "pairwise_distance",
-    "triplet_margin_loss",
-    "AgePrediction",
-    "BinaryPrediction",
-    "EmbeddingPrediction",
-    "ModelVersionError",
-    "Predictor",
-    "load",
-    "export_model",
-    "data",
-    "CoralLoss",
-    "CornLoss",
-    "OrdinalPrediction",
-    "OrdinalProbs",
-    "coral_loss",
-    "corn_loss",
-    "library_path",
-    "load_library",
-    "metrics",
+    "ops",
     "ordinal_labels",
     "ordinal_predict",
     "ordinal_probs",
+    "pairwise_distance",
+    "serving",
+    "triplet_margin_loss",
 ]

@@ -7,7 +7,8 @@
                    [--storage DIR|URI] [--name NAME] [--set key=value ...]
     facecore eval CHECKPOINT [--data-root DIR] [--json]
     facecore export CHECKPOINT --output DIR
-    facecore predict --model DIR IMAGE... [--json] [--detect]
+    facecore predict --model DIR IMAGE... [--json] [--detect] [--format torchscript|export]
+    facecore analyze embeddings|probe|bias|groups|spaces ...   (facecore.analysis.cli)
     facecore bench [PYTEST_ARGS...]
 
 Usage errors (unknown option, bad config key, unknown head, missing data root,
@@ -50,7 +51,8 @@ On a cluster: RAY_ADDRESS=auto facecore train ... (or `ray job submit -- facecor
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facecore.train.config import DATASETS, TASKS
+    from facecore.data.registry import DATASETS
+    from facecore.train.tasks import TASKS
 
     p = _Parser(
         prog="facecore",
@@ -67,13 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG_TRAIN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("--task", choices=TASKS, help="what to train (default: the config's task)")
+    t.add_argument("--task", choices=list(TASKS), help="what to train (default: the config's task)")
     t.add_argument(
         "--config",
         metavar="FILE",
         help="YAML config path or packaged config name (default: the task's synthetic example)",
     )
-    t.add_argument("--data", choices=DATASETS, help="dataset (overrides data.name)")
+    t.add_argument("--data", choices=list(DATASETS), help="dataset (overrides data.name)")
     t.add_argument("--data-root", metavar="DIR", help="dataset folder (data.root)")
     t.add_argument("--workers", type=int, metavar="N", help="Ray Train workers (run.workers; 0: in-process)")
     t.add_argument("--gpus", action="store_true", help="one GPU per worker (run.use_gpu)")
@@ -108,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser(
         "export",
         help="export a training checkpoint (TorchScript model.pt + torch.export model.pt2)",
-        description="Export a checkpoint directory written by `facecore train` for serving.",
+        description="Export a checkpoint directory written by `facecore train` for serving, "
+        "with the preprocessing and labels stored in the checkpoint (no dataset needed).",
     )
     x.add_argument("checkpoint", help="checkpoint directory or run folder")
     x.add_argument("--output", "-o", required=True, metavar="DIR", help="export folder")
@@ -122,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", "-m", required=True, metavar="DIR", help="exported model folder or file")
     r.add_argument("--json", action="store_true", help="print one JSON list")
     r.add_argument("--detect", action="store_true", help="crop the largest face first (OpenCV)")
+    r.add_argument(
+        "--format", choices=["torchscript", "export"], default=None,
+        help="which file of an export folder to load: model.pt (torchscript, the default when "
+        "present) or model.pt2 (export); both run code from the file, load only models you trust",
+    )
+    r.add_argument("--sha256", metavar="HEX", help="refuse the model file unless it has this SHA-256")
     r.add_argument("--batch-size", type=int, default=32, metavar="N")
 
     b = sub.add_parser(
@@ -130,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run benchmarks/ with pytest-benchmark; extra arguments go to pytest.",
     )
     b.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
+
+    from facecore.analysis.cli import add_parser as add_analyze_parser
+
+    add_analyze_parser(sub)
     return p
 
 
@@ -137,8 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_checkpoint(path: str) -> str:
-    from facecore.train.loops import CHECKPOINT_FILE
-    from facecore.train.runner import latest_checkpoint
+    from facecore.train.checkpoints import CHECKPOINT_FILE, latest_checkpoint
 
     if "://" in path:
         return path
@@ -157,16 +169,16 @@ def _resolve_checkpoint(path: str) -> str:
 
 def _best_in_run(run: Path) -> Path | None:
     """The run's best checkpoint by its config's score (from the metrics.json files)."""
+    from facecore.train.checkpoints import METRICS_FILE, complete_checkpoints, load_checkpoint
     from facecore.train.config import config_from_dict
-    from facecore.train.loops import load_checkpoint
 
-    dirs = sorted(run.glob("checkpoint_epoch_*/metrics.json"))
+    dirs = complete_checkpoints(run)
     if not dirs:
         return None
-    cfg = config_from_dict(load_checkpoint(dirs[-1].parent)["train_config"])
+    cfg = config_from_dict(load_checkpoint(dirs[-1])["train_config"])
     score, mode = cfg.score()
     sign = 1.0 if mode == "min" else -1.0
-    rows = [(json.loads(d.read_text()), d.parent) for d in dirs]
+    rows = [(json.loads((d / METRICS_FILE).read_text()), d) for d in dirs]
     rows = [r for r in rows if isinstance(r[0].get(score), (int, float))]
     return min(rows, key=lambda r: sign * r[0][score])[1] if rows else None
 
@@ -193,12 +205,9 @@ def _cmd_train(a) -> int:
         overrides.append("run.use_gpu=true")
     path = a.config
     if path is None:
-        task = a.task or "age"
-        path = {
-            "age": "age_coral_synthetic",
-            "gender": "gender_synthetic",
-            "embedding": "embedding_triplet_synthetic",
-        }[task]
+        from facecore.train.tasks import get_task
+
+        path = get_task(a.task or "age").default_config
     cfg = load_config(path, overrides, task=a.task)
     if a.print_config:
         import yaml
@@ -214,6 +223,7 @@ def _cmd_train(a) -> int:
         "best_checkpoint": res.best_checkpoint,
         "metrics": res.metrics,
         "test_metrics": res.test_metrics,
+        "test_protocol": res.test_protocol,
         "export_dir": str(res.export_dir) if res.export_dir else None,
         "plots": {k: str(v) for k, v in res.plots.items()},
         "wall_time_s": round(res.wall_time_s, 1),
@@ -229,7 +239,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"done in {s['wall_time_s']} s, {s['epochs']} epochs; run: {s['run']}")
     print(f"best checkpoint: {s['best_checkpoint']}")
     if s["test_metrics"]:
-        print("test: " + "  ".join(f"{k[5:]} {v:.4g}" for k, v in s["test_metrics"].items()))
+        print(f"test ({s['test_protocol']}): "
+              + "  ".join(f"{k[5:]} {v:.4g}" for k, v in s["test_metrics"].items()))
     if s["export_dir"]:
         print(f"exported model: {s['export_dir']}")
     for k, v in s["plots"].items():
@@ -247,40 +258,34 @@ def _cmd_eval(a) -> int:
     res = finalize(ckpt, outdir, export=False, plot=a.plot, data_overrides=overrides)
     m = res["test_metrics"]
     if a.json:
-        print(json.dumps({"checkpoint": ckpt, **m}, indent=1))
+        print(json.dumps({"checkpoint": ckpt, "test_protocol": res["test_protocol"], **m}, indent=1))
     else:
         print(f"checkpoint: {ckpt}")
+        print(f"test protocol: {res['test_protocol']}")
         for k, v in m.items():
             print(f"{k:28s} {v:.4f}")
     return 0
 
 
 def _cmd_export(a) -> int:
-    from facecore.train.datasets import build_splits
-    from facecore.train.runner import export_checkpoint_model, model_from_training_checkpoint
+    from facecore.train.runner import export_checkpoint, model_from_training_checkpoint
 
     ckpt = _resolve_checkpoint(a.checkpoint)
-    model, cfg, _ = model_from_training_checkpoint(ckpt)
-    splits = build_splits(cfg.data, cfg.task) if cfg.data.name == "synthetic" else None
-    if splits is None:
-        from facecore.train.config import check_data_root
-
-        check_data_root(cfg)
-        splits = build_splits(cfg.data, cfg.task)
-    out = export_checkpoint_model(model, cfg, splits, Path(a.output))
+    model, cfg, state = model_from_training_checkpoint(ckpt)
+    out = export_checkpoint(model, state, Path(a.output))
     print(f"exported {cfg.task} model from {ckpt} to {out}")
     return 0
 
 
 def _cmd_predict(a) -> int:
-    from facecore.predict import load
+    from facecore.serving import load
 
     missing = [p for p in a.images if not Path(p).is_file()]
     if missing:
         raise UsageError(f"image not found: {missing[0]}")
     if not Path(a.model).exists():
         raise UsageError(f"model not found: {a.model}")
-    predictor = load(a.model)
+    predictor = load(a.model, format=a.format, sha256=a.sha256)
     preds = predictor.predict(list(a.images), batch_size=a.batch_size, detect=a.detect)
     rows = []
     for path, p in zip(a.images, preds):
@@ -324,12 +329,19 @@ def _cmd_bench(a) -> int:
     return subprocess.call(cmd, cwd=root)
 
 
+def _cmd_analyze(a) -> int:
+    from facecore.analysis.cli import run
+
+    return run(a)
+
+
 _COMMANDS = {
     "train": _cmd_train,
     "eval": _cmd_eval,
     "export": _cmd_export,
     "predict": _cmd_predict,
     "bench": _cmd_bench,
+    "analyze": _cmd_analyze,
 }
 
 

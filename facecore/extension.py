@@ -1,6 +1,8 @@
 """facecore's compiled operator library (``facecore/_C*.so``).
 
-``import facecore`` loads it, which registers the ops under ``torch.ops.facecore``.
+Importing :mod:`facecore.ops` (which ``import facecore`` does) loads it, which registers
+the ops under ``torch.ops.facecore``; every other module that needs the ops imports
+:mod:`facecore.ops`.
 Production services that load TorchScript or torch.export files containing
 facecore ops without importing facecore (or from C++) need the path of the
 library: :func:`library_path`. In C++, link it or ``dlopen`` it before
@@ -26,7 +28,7 @@ __all__ = [
 
 # Must equal FACECORE_OP_VERSION in csrc/version.h; a difference means the
 # compiled library is stale next to this Python code.
-OP_VERSION = 2
+OP_VERSION = 3
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _REBUILD = (
@@ -59,14 +61,10 @@ def library_path() -> str:
 
 def _build_info() -> dict | None:
     try:
-        from facecore import _build_info as info
+        from facecore._build_info import CUDA_VERSION, TORCH_VERSION, WITH_CUDA
     except ImportError:
         return None
-    return {
-        "torch": info.TORCH_VERSION,
-        "cuda": info.CUDA_VERSION,
-        "with_cuda": info.WITH_CUDA,
-    }
+    return {"torch": TORCH_VERSION, "cuda": CUDA_VERSION, "with_cuda": WITH_CUDA}
 
 
 def load_library() -> str:

@@ -13,7 +13,8 @@ import torch
 
 from facecore.cli import build_parser, main
 from facecore.train import load_config
-from facecore.train.loops import Session, _write_checkpoint, run_training
+from facecore.train.checkpoints import write_checkpoint
+from facecore.train.loops import Session, run_training
 
 
 def _run(argv, capsys):
@@ -57,6 +58,8 @@ def test_help_lists_every_command_and_train_option(capsys):
         (["predict", "--model", "/nonexistent/m", "/nonexistent/a.jpg"],
          "image not found: /nonexistent/a.jpg"),
         (["eval", "/nonexistent/run"], "no training checkpoint at /nonexistent/run"),
+        (["train", "--name", ".."], "run.name must be a plain folder name"),
+        (["train", "--name", "a/../b"], "run.name must be a plain folder name"),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(argv, message, capsys):
@@ -91,7 +94,7 @@ def checkpoint_dir(tmp_path_factory):
     s = Keep()
     run_training(cfg, s)
     d = tmp_path_factory.mktemp("run") / "checkpoint_epoch_0001"
-    _write_checkpoint(d, *s.last)
+    write_checkpoint(d, *s.last)
     return d
 
 
@@ -142,6 +145,50 @@ def test_eval_export_and_predict_json_in_a_fresh_process(checkpoint_dir, tmp_pat
 
     code, out, _ = _run(["predict", "--model", str(export), *paths], capsys)
     assert code == 0 and out.count("age ") == 2
+
+
+def test_export_needs_no_dataset(tmp_path, capsys):
+    """`facecore export RUN` works from what the training checkpoint stores (preprocess,
+    class names, age offset), with the dataset root gone."""
+    import shutil
+
+    from facecore.data import FAIRFACE_AGE_GROUPS, PreprocessConfig
+    from facecore.serving import read_metadata
+    from facecore.train.checkpoints import load_checkpoint
+
+    root = tmp_path / "fairface"
+    root.mkdir()
+    from PIL import Image
+
+    rng = torch.Generator().manual_seed(0)
+    records = []
+    for i in range(45):
+        a = (torch.rand(40, 40, 3, generator=rng) * 255).byte().numpy()
+        Image.fromarray(a).save(root / f"{i}.jpg")
+        records.append({"filename": f"{i}.jpg", "age": FAIRFACE_AGE_GROUPS[i % 9],
+                        "gender": "Male" if i % 2 else "Female"})
+    (root / "ground_truth.json").write_text(json.dumps(records))
+
+    class Keep(Session):
+        def report(self, metrics, state):
+            self.last = (metrics, state)
+
+    cfg = load_config(task="age", overrides=[
+        "data.name=fairface", f"data.root={root}", "data.image_size=32", "optim.epochs=1",
+        "model.width=4", "ordinal.age_offset=0", "data.fractions=[0.6, 0.2, 0.2]"])
+    s = Keep()
+    run_training(cfg, s)
+    d = tmp_path / "run" / "checkpoint_epoch_0001"
+    write_checkpoint(d, *s.last)
+    shutil.rmtree(root)  # the dataset is gone
+    code, out, err = _run(["export", str(d.parent), "--output", str(tmp_path / "exp")], capsys)
+    assert code == 0, err
+    meta = read_metadata(tmp_path / "exp")
+    stored = load_checkpoint(d)["export"]
+    assert meta["class_names"] == list(FAIRFACE_AGE_GROUPS) == stored["class_names"]
+    pre = PreprocessConfig.from_dict(meta["preprocess"])
+    assert pre == PreprocessConfig.from_dict(stored["preprocess"])
+    assert (pre.input_size, pre.resize) == (32, round(32 * 128 / 120))
 
 
 def test_bench_reports_missing_benchmarks_dir(monkeypatch, tmp_path, capsys):

@@ -153,10 +153,19 @@ def test_preprocess_config_roundtrip_and_pipelines():
     raw = cfg.eval_transform(normalize=False)(img)
     assert out.shape == (3, 32, 32)
     torch.testing.assert_close(out, (raw - 0.5) / 0.5)
-    with pytest.raises(ValueError, match=r"input_size \(130\) must be <= resize \(128\)"):
+    with pytest.raises(ValueError, match=r"preprocess.resize must be >= input_size \(130\)"):
         PreprocessConfig(130, 128)
-    with pytest.raises(ValueError, match="unknown PreprocessConfig keys"):
+    with pytest.raises(ValueError, match="unknown preprocess keys"):
         PreprocessConfig.from_dict({"input_size": 1, "resize": 1, "bogus": 2})
+    # one channel (mean / std of one value): the model sees the luma
+    gray = PreprocessConfig(32, 40, mean=(0.5,), std=(0.25,))
+    assert gray.channels == 1 and PreprocessConfig.from_dict(gray.to_dict()) == gray
+    one = gray.eval_transform()(img)
+    luma = cfg.eval_transform(normalize=False)(img.convert("L"))
+    assert one.shape == (1, 32, 32)
+    torch.testing.assert_close(one, (luma - 0.5) / 0.25)
+    assert gray.eval_transform(normalize=False)(img).shape == (3, 32, 32)  # exported models'
+    assert gray.train_transform()(img).shape == (1, 32, 32)
 
 
 def test_load_image_inputs(tmp_path, rgb):
@@ -173,3 +182,30 @@ def test_load_image_inputs(tmp_path, rgb):
         load_image(3)
     with pytest.raises(ValueError, match="numpy images must be"):
         load_image(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_center_crop_fraction_by_hand_and_in_the_pipelines():
+    from facecore.data.transforms import CenterCropFraction, eval_pipeline
+
+    arr = np.random.default_rng(5).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    # side round(0.6 * 150) = 90, top round(60 / 2) = 30, left round(110 / 2) = 55
+    np.testing.assert_array_equal(np.asarray(CenterCropFraction(0.6)(img)), arr[30:120, 55:145])
+    np.testing.assert_array_equal(CenterCropFraction(0.6)(arr), arr[30:120, 55:145])
+    t = torch.from_numpy(arr).permute(2, 0, 1)
+    assert torch.equal(CenterCropFraction(0.6)(t), t[:, 30:120, 55:145])
+    cfg = PreprocessConfig(input_size=32, resize=36, crop_fraction=0.6)
+    assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["crop_fraction"] == 0.6
+    # oracle: crop, Pillow resize of the 90 px square to 36, central 32 (offset 2)
+    ref = np.asarray(Image.fromarray(arr[30:120, 55:145]).resize((36, 36), Image.BILINEAR))
+    ref = ref[2:34, 2:34].transpose(2, 0, 1) / 255.0
+    np.testing.assert_allclose(cfg.eval_transform()(img).numpy(), ref, atol=1e-6)
+    np.testing.assert_allclose(eval_pipeline(cfg)(img).numpy(), ref, atol=1e-6)
+    # the predictor's path: the exported metadata dict carries crop_fraction
+    np.testing.assert_allclose(eval_pipeline(cfg.to_dict())(img).numpy(), ref, atol=1e-6)
+    full = PreprocessConfig(input_size=32, resize=36)
+    assert "CenterCropFraction" not in repr(full.fixed_transform())
+    with pytest.raises(ValueError, match=r"crop_fraction must be in \(0, 1\]"):
+        PreprocessConfig(input_size=32, resize=36, crop_fraction=0)
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+        CenterCropFraction(1.5)

@@ -3,6 +3,7 @@ loadable in a fresh process that has only torch and facecore's compiled library.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
@@ -13,9 +14,10 @@ import torch
 from serving_cases import AGE_KINDS, MODEL_KINDS, PREPROCESS, make_model, normalised
 
 import facecore
-from facecore.export import ServingModule, export_model, normalize_preprocess
+from facecore.data.transforms import PreprocessConfig, as_preprocess
 from facecore.extension import OP_VERSION
-from facecore.predict import ModelVersionError, load, read_metadata
+from facecore.formats import FormatError
+from facecore.serving import ModelVersionError, ServingModule, export_model, load, read_metadata
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -60,7 +62,7 @@ def test_torchscript_and_export_equal_eager_for_any_batch_size(exported, kind):
 def test_metadata_records_task_versions_preprocess_labels_and_outputs(exported):
     _, d = exported["coral"]
     meta = json.loads((d / "metadata.json").read_text())
-    assert meta["format"] == "facecore-model" and meta["format_version"] == 1
+    assert meta["format"] == "facecore.export" and meta["format_version"] == 1
     assert meta["task"] == "age"
     assert meta["op_version"] == OP_VERSION == facecore.extension.op_version()
     assert meta["facecore_version"] == facecore.__version__
@@ -68,14 +70,19 @@ def test_metadata_records_task_versions_preprocess_labels_and_outputs(exported):
     pre = meta["preprocess"]
     assert (pre["input_size"], pre["resize"], pre["grayscale"]) == (32, 36, False)
     assert pre["mean"] == PREPROCESS["mean"] and pre["std"] == PREPROCESS["std"]
+    assert PreprocessConfig.from_dict(pre) == PreprocessConfig.from_dict(PREPROCESS)
     assert meta["age_offset"] == 16.0
     assert meta["class_names"] == [str(16 + k) for k in range(6)]
     assert meta["output_keys"] == ["label", "cum_probs", "class_probs", "expected"]
     assert meta["outputs"]["class_probs"] == {"shape": [-1, 6], "dtype": "float32"}
     assert meta["outputs"]["label"] == {"shape": [-1], "dtype": "int64"}
     assert meta["model"] == {"class": "AgeEstimator", "config": make_model("coral").config}
-    # the same JSON rides inside both archives
+    # the same JSON rides inside both archives; the folder's copy adds each file's SHA-256
+    files = meta.pop("files")
     assert read_metadata(d / "model.pt") == meta == read_metadata(d / "model.pt2")
+    for name in ("model.pt", "model.pt2"):
+        data = (d / name).read_bytes()
+        assert files[name] == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     g = json.loads((exported["gender"][1] / "metadata.json").read_text())
     assert g["class_names"] == ["male", "female"] and g["age_offset"] == 0.0
     e = json.loads((exported["embedding"][1] / "metadata.json").read_text())
@@ -167,10 +174,10 @@ def test_forged_directory_metadata_and_newer_format_are_refused(exported, tmp_pa
     with pytest.raises(ModelVersionError, match=f"op version 0 .*op version {OP_VERSION}"):
         load(forged)
     (forged / "metadata.json").write_text(json.dumps({**meta, "format_version": 99}))
-    with pytest.raises(ModelVersionError, match="format version 99.*upgrade facecore"):
+    with pytest.raises(ModelVersionError, match="format_version 99.*upgrade facecore"):
         load(forged)
     (forged / "metadata.json").write_text(json.dumps({**meta, "format": "other"}))
-    with pytest.raises(ValueError, match="not a facecore export"):
+    with pytest.raises(FormatError, match="not a facecore export"):
         load(forged)
 
 
@@ -248,36 +255,65 @@ def test_export_argument_errors(tmp_path):
 @pytest.mark.parametrize(
     "pre, exc, match",
     [
-        ({"input_size": 32, "mean": [0.5] * 3}, ValueError, "missing"),
-        ({**PREPROCESS, "resize": 20}, ValueError, r"resize'\] must be an int >= input_size=32"),
-        ({**PREPROCESS, "input_size": 0}, ValueError, "positive int"),
-        ({**PREPROCESS, "input_size": (32, 40)}, ValueError, "square"),
-        ({**PREPROCESS, "std": [0.2, 0.0, 0.3]}, ValueError, "std'\\] must be positive"),
-        ({**PREPROCESS, "mean": [0.5, 0.5]}, ValueError, "1 or 3 values"),
-        ([32, 36], TypeError, "PreprocessConfig or a dict"),
+        ({"mean": [0.5] * 3}, ValueError, "preprocess is missing input_size"),
+        ({**PREPROCESS, "resize": 20}, ValueError, r"preprocess.resize must be >= input_size \(32\)"),
+        ({**PREPROCESS, "input_size": 0}, ValueError, "preprocess.input_size must be a positive int"),
+        ({**PREPROCESS, "input_size": [32, 40]}, ValueError, "preprocess.input_size must be a positive"),
+        ({**PREPROCESS, "std": [0.2, 0.0, 0.3]}, ValueError, r"preprocess.std must be positive"),
+        ({**PREPROCESS, "mean": [0.5, 0.5]}, ValueError, "preprocess.mean must be a list of 1 or 3"),
+        ({**PREPROCESS, "bogus": 1}, ValueError, r"unknown preprocess keys \['bogus'\]"),
+        ([32, 36], TypeError, "preprocess must be a PreprocessConfig or a mapping"),
     ],
 )
-def test_preprocess_validation(pre, exc, match):
-    with pytest.raises(exc, match=match):
-        normalize_preprocess(pre)
+def test_invalid_preprocess_gives_the_same_error_from_every_entry_point(exported, tmp_path, pre, exc, match):
+    """One validator: the config itself, export_model, and a predictor reading metadata
+    (an edited metadata.json) raise the same message."""
+    with pytest.raises(exc, match=match) as direct:
+        as_preprocess(pre)
+    message = str(direct.value)
+    with pytest.raises(exc) as via_export:
+        export_model(make_model("coral"), tmp_path / "x", preprocess=pre)
+    assert str(via_export.value) == message
+    assert not (tmp_path / "x").exists()  # nothing written
+    _, d = exported["gender"]
+    forged = tmp_path / "forged"
+    shutil.copytree(d, forged)
+    meta = json.loads((forged / "metadata.json").read_text())
+    (forged / "metadata.json").write_text(json.dumps({**meta, "preprocess": pre}))
+    with pytest.raises(exc) as via_load:
+        load(forged)
+    assert str(via_load.value) == f"{forged / 'metadata.json'}: {message}"  # the edited file
+    from facecore.serving import Predictor
+
+    with pytest.raises(exc) as via_predictor:
+        Predictor(lambda x: {}, {**meta, "preprocess": pre}, source="m")
+    assert str(via_predictor.value) == f"m: {message}"
 
 
-def test_preprocess_defaults():
-    pre = normalize_preprocess({"input_size": [64, 64], "resize": None, "mean": [0], "std": [1]})
-    assert pre == {
+def test_preprocess_defaults_and_exact_metadata_round_trip(tmp_path):
+    pre = as_preprocess({"input_size": [64, 64], "resize": None, "mean": [0], "std": [1]})
+    assert pre.to_dict() == {
         "input_size": 64,
         "resize": 64,
         "mean": [0.0],
         "std": [1.0],
         "grayscale": False,
         "resize_mode": "shorter",
+        "horizontal_flip": 0.0,
     }
+    config = PreprocessConfig(40, 44, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), grayscale=True,
+                              resize_mode="square", horizontal_flip=0.5)
+    export_model(make_model("coral"), tmp_path, preprocess=config, formats=["torchscript"])
+    meta = read_metadata(tmp_path)
+    assert PreprocessConfig.from_dict(meta["preprocess"]) == config
+    assert load(tmp_path).preprocess_config == config
 
 
 def test_serving_module_rejects_wrong_shapes():
-    m = torch.jit.script(
-        ServingModule(make_model("coral"), task="age", input_size=32, mean=[0.5] * 3, std=[0.2] * 3)
-    )
+    m = torch.jit.script(ServingModule(
+        make_model("coral"), task="age",
+        preprocess=PreprocessConfig(32, mean=(0.5,) * 3, std=(0.2,) * 3),
+    ))
     with pytest.raises(Exception, match=r"\[N, 3, S, S\].*got shape \[2, 1, 32, 32\]"):
         m(torch.rand(2, 1, 32, 32))
     with pytest.raises(Exception, match="must be 32x32 pixels.*got 30x32"):

@@ -10,9 +10,9 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import facecore.ops.matching as M
-from facecore.distances import LpDistance
 from facecore.losses import ContrastiveLoss, TripletMarginLoss
-from facecore.miners import TripletMarginMiner
+from facecore.losses.distances import LpDistance
+from facecore.losses.miners import TripletMarginMiner
 
 X = torch.randn(4, 3)
 D = torch.rand(4, 4)
@@ -103,7 +103,7 @@ def test_module_constructor_errors():
         TripletMarginMiner(0.2, "hardest")
     with pytest.raises(ValueError, match="reduction must be"):
         TripletMarginLoss(reduction="none")
-    with pytest.raises(TypeError, match="miner must be a facecore.miners miner"):
+    with pytest.raises(TypeError, match="miner must be a facecore.losses.miners miner"):
         TripletMarginLoss(miner="semihard")
     with pytest.raises(TypeError, match="distance must be a facecore distance"):
         TripletMarginLoss(distance=torch.nn.Identity())

@@ -9,9 +9,9 @@ import torch
 from matching_cases import pk_batch
 
 import facecore.ops.matching as M
-from facecore.distances import CosineSimilarity, LpDistance
 from facecore.losses import ContrastiveLoss, TripletMarginLoss
-from facecore.miners import BatchHardMiner, TripletMarginMiner
+from facecore.losses.distances import CosineSimilarity, LpDistance
+from facecore.losses.miners import BatchHardMiner, TripletMarginMiner
 from facecore.reference import matching as R
 
 
@@ -135,7 +135,7 @@ def test_torch_export_with_dynamic_batch_saved_and_loaded(tmp_path, fresh_python
         f"""
         import torch, facecore
         from facecore.losses import TripletMarginLoss
-        from facecore.miners import BatchHardMiner
+        from facecore.losses.miners import BatchHardMiner
         m = torch.export.load({str(path)!r}).module()
         x = torch.randn(21, 6); y = torch.randint(0, 5, (21,)); g = torch.randn(5, 6)
         loss, active, d = m(x, y, g)

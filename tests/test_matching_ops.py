@@ -238,6 +238,72 @@ def test_arbitrary_label_values():
     assert torch.equal(a.loss, b.loss) and a.num_terms == b.num_terms
 
 
+def _long_rows_batch(seed=17):
+    """B = 93 (five 16-lane chunks and a partial one), one identity of 21 images
+    (20 positives per anchor: more than one block of 16), the rest small."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.cat([torch.zeros(21, dtype=torch.long), torch.randint(1, 12, (72,), generator=g)])
+    labels = labels[torch.randperm(93, generator=g)]
+    x = torch.randn(93, 8, generator=g, dtype=torch.float64)
+    return x, labels
+
+
+@pytest.mark.parametrize("mining", ["none", "all", "hard", "semihard", "easy"])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_triplet_vectorised_pass_long_rows_many_positives(mining, soft, reduction):
+    x, labels = _long_rows_batch()
+    for dtype in (torch.float64, torch.float32):
+        d = dist_of(x).to(dtype)
+        args = (labels, 0.2, False, soft, mining, 0.4, reduction)
+        out, g = grad_of(M.triplet_margin_loss_from_dist, d, *args)
+        ref, g_ref = grad_of(R.triplet_margin_loss, d, *args)
+        assert out.num_terms.item() == ref.num_terms.item() > 0
+        assert out.num_active.item() == ref.num_active.item()
+        assert_close(out.loss, ref.loss, dtype)
+        assert_close(g, g_ref, dtype)
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2"])
+def test_triplet_cpu_capabilities_agree(capability, tmp_path):
+    # The row kernels are built per CPU capability (csrc/ops/cpu/vec_isa.h);
+    # ATen's ATEN_CPU_CAPABILITY picks them: every build gives the same results.
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+import torch, facecore.ops.matching as M
+from facecore.reference import matching as R
+from test_matching_ops import _long_rows_batch, dist_of
+x, labels = _long_rows_batch()
+out = {{}}
+for dtype in (torch.float64, torch.float32):
+    for mining in ("all", "semihard", "none"):
+        for soft in (False, True):
+            d = dist_of(x).to(dtype).requires_grad_(True)
+            r = M.triplet_margin_loss_from_dist(d, labels, 0.2, False, soft, mining, 0.4, "mean")
+            (g,) = torch.autograd.grad(r.loss, d)
+            out[(str(dtype), mining, soft)] = (r.loss.detach(), g, int(r.num_active), int(r.num_terms))
+torch.save(out, {str(tmp_path / "out.pt")!r})
+print(torch.backends.cpu.get_cpu_capability())
+"""
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__)] + sys.path)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    theirs = torch.load(tmp_path / "out.pt")
+    x, labels = _long_rows_batch()
+    for (dt, mining, soft), (loss, g, act, terms) in theirs.items():
+        dtype = torch.float64 if dt == "torch.float64" else torch.float32
+        d = dist_of(x).to(dtype).requires_grad_(True)
+        r = M.triplet_margin_loss_from_dist(d, labels, 0.2, False, soft, mining, 0.4, "mean")
+        (mine,) = torch.autograd.grad(r.loss, d)
+        assert (int(r.num_active), int(r.num_terms)) == (act, terms)
+        assert_close(r.loss.detach(), loss, dtype)
+        assert_close(mine, g, dtype)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_triplet_threads_agree(threads):
     x, labels = pk_batch(16, 8, seed=9, dtype=torch.float64)

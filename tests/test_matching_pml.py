@@ -17,9 +17,9 @@ from pytorch_metric_learning import losses as pml_l
 from pytorch_metric_learning import miners as pml_m
 from pytorch_metric_learning import reducers as pml_r
 
-from facecore.distances import CosineSimilarity, LpDistance
 from facecore.losses import ContrastiveLoss, TripletMarginLoss
-from facecore.miners import BatchHardMiner, TripletMarginMiner
+from facecore.losses.distances import CosineSimilarity, LpDistance
+from facecore.losses.miners import BatchHardMiner, TripletMarginMiner
 from facecore.reference import matching as R
 
 TOL = dict(rtol=1e-9, atol=1e-12)

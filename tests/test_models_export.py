@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import facecore
+from facecore.formats import FormatError, ModelVersionError
 from facecore.models import (
     AgeEstimator,
     FaceEmbedder,
@@ -162,8 +163,10 @@ def test_checkpoint_errors(tmp_path):
         model_from_checkpoint({"state_dict": {}})
     ckpt = model_checkpoint(_model("gender"))
     ckpt["format_version"] = 99
-    with pytest.raises(ValueError, match="format_version 99 is not supported"):
+    with pytest.raises(ModelVersionError, match="format_version 99; .*reads versions up to 1"):
         model_from_checkpoint(ckpt)
+    with pytest.raises(FormatError, match="not a facecore model checkpoint .*'facecore.train'"):
+        model_from_checkpoint({**ckpt, "format": "facecore.train"})
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         model_from_checkpoint(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match=r"config\['task'\] must be one of"):

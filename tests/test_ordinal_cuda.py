@@ -55,6 +55,30 @@ def test_prediction_matches_cpu(head, shape, dtype):
     torch.testing.assert_close(xb.grad.cpu(), xa.grad, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("head", ["coral", "niu", "corn"])
+def test_fused_predict_matches_cpu(head, shape, dtype):
+    x, _ = random_batch(*shape, seed=9, dtype=dtype)
+    if shape[0] > 3:
+        x[3, 0] = float("nan")  # the CORAL envelope propagates it, no label counts it
+    cpu = facecore.ordinal_predict(x, head, 0.4)
+    cuda = facecore.ordinal_predict(x.cuda(), head, 0.4)
+    if head == "corn":
+        assert (cpu.labels == cuda.labels.cpu()).float().mean() >= 0.999
+    else:
+        assert torch.equal(cpu.labels, cuda.labels.cpu())  # x > logit(t), exact on both
+    for a, b in zip(cpu[1:], cuda[1:]):
+        torch.testing.assert_close(b.cpu(), a, **TOL[dtype], equal_nan=True)
+    for flags in [(True, False, False, False), (False, True, False, True), (False, False, True, False)]:
+        part = facecore.ordinal_predict(x.cuda(), head, 0.4, *flags)
+        for want, a, b in zip(flags, part, cuda):
+            if want:
+                assert torch.equal(a, b)
+            else:
+                assert a.shape == (0,)
+
+
 def test_device_mismatch_on_gpu():
     x, y = random_batch(4, 3)
     with pytest.raises(RuntimeError, match="labels is on cpu but logits is on cuda"):
@@ -71,6 +95,8 @@ def test_opcheck_on_gpu():
         (torch.ops.facecore.corn_loss.default, (x, y, torch.rand(4, device="cuda"), "none")),
         (torch.ops.facecore.ordinal_probs.default, (x, "corn")),
         (torch.ops.facecore.ordinal_labels.default, (x.detach(), "coral", 0.5)),
+        (torch.ops.facecore.ordinal_predict.default, (x, "corn", 0.5, True, True, True, False)),
+        (torch.ops.facecore.ordinal_predict.default, (x.detach(), "coral", 0.3, False, False, False, True)),
     ]:
         result = opcheck(op, args)
         assert set(result.values()) == {"SUCCESS"}, result

@@ -62,16 +62,23 @@ def test_device_mismatch_is_reported():
 @pytest.mark.parametrize(
     "call, msg",
     [
-        (lambda: facecore.ordinal_labels(X, "softmax"), r"head must be 'coral' or 'corn', got 'softmax'"),
+        (lambda: facecore.ordinal_labels(X, "softmax"), r"head must be 'coral', 'niu' or 'corn', got 'softmax'"),
         (lambda: facecore.ordinal_labels(X, "coral", 0.0), r"threshold must be a probability strictly between 0 and 1, got 0"),
         (lambda: facecore.ordinal_labels(X, "corn", 1.5), r"threshold must be a probability strictly between 0 and 1"),
-        (lambda: facecore.ordinal_probs(X, "cumulative"), r"head must be 'coral' or 'corn'"),
+        (lambda: facecore.ordinal_probs(X, "cumulative"), r"head must be 'coral', 'niu' or 'corn'"),
+        (lambda: facecore.ordinal_predict(X, "ce"), r"ordinal_predict: head must be 'coral', 'niu' or 'corn', got 'ce'"),
+        (lambda: facecore.ordinal_predict(X, "corn", 1.0), r"ordinal_predict: threshold must be a probability"),
+        (lambda: facecore.ordinal_predict(X, "coral", 0.5, True, False, False, False).labels.sum()
+         + facecore.ordinal_predict(torch.randn(2, 3, 1)).labels.sum(), r"ordinal_predict: logits must be a 2-D tensor"),
+        (lambda: facecore.ordinal_predict(torch.ones(2, 3, dtype=torch.long)), r"logits must be float32, float64, float16 or bfloat16, got Long"),
         (lambda: facecore.ordinal_probs(torch.randn(3)), r"logits must be a 2-D tensor"),
         (lambda: facecore.ordinal_labels(torch.randn(2, 0)), r"at least one column"),
     ],
 )
 def test_prediction_argument_errors(call, msg):
     with pytest.raises(ValueError, match=msg):
+        call()
+    with FakeTensorMode(allow_non_fake_inputs=True), pytest.raises(ValueError, match=msg):
         call()
 
 

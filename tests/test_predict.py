@@ -15,12 +15,12 @@ from PIL import Image
 from serving_cases import make_model
 
 from facecore.data.transforms import PreprocessConfig
-from facecore.export import export_model
-from facecore.predict import (
+from facecore.serving import (
     AgePrediction,
     BinaryPrediction,
     EmbeddingPrediction,
     Predictor,
+    export_model,
     load,
 )
 
@@ -193,7 +193,7 @@ def test_square_resize_and_grayscale_configs(tmp_path):
     [
         (3, TypeError, "image 0: expected a PIL image, a file path"),
         ([_rgb(0), {"a": 1}], TypeError, "image 1: expected .* got dict"),
-        (Image.new("I;16", (40, 40)), ValueError, "unsupported PIL image mode 'I;16'"),
+        (Image.new("I", (40, 40)), ValueError, "unsupported PIL image mode 'I' \\(32-bit integer\\)"),
         (Image.new("F", (40, 40)), ValueError, "unsupported PIL image mode 'F'"),
         (_rgb(0, 10, 40), ValueError, "image 0 is 40x10 pixels, smaller than min_size=16"),
         (np.zeros((40, 40, 2), np.uint8), ValueError, r"\[H, W, C\] with C in \(1, 3, 4\)"),

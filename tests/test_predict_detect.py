@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -10,9 +11,9 @@ import torch
 from PIL import Image
 from serving_cases import make_model
 
-import facecore.detect as detect
+import facecore.serving.detect as detect
 from facecore.data.transforms import PreprocessConfig
-from facecore.predict import Predictor
+from facecore.serving import Predictor
 
 CONFIG = PreprocessConfig(input_size=32, resize=36, mean=(0.5,) * 3, std=(0.25,) * 3)
 
@@ -25,7 +26,7 @@ def predictor():
 @pytest.fixture
 def no_opencv(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 -> ImportError
-    monkeypatch.setattr(detect, "_cascade", None)
+    monkeypatch.setattr(detect, "_local", threading.local())  # no cached classifier
 
 
 def test_missing_opencv_names_the_extra(no_opencv, predictor):

@@ -74,7 +74,11 @@ def test_defaults_without_file_follow_the_task():
         (["optim.epochs=0"], r"optim.epochs must be >= 1, got 0"),
         (["data.fractions=[1, 0]"], r"data.fractions must be three non-negative numbers"),
         (["data.name=imagenet"], r"data.name must be one of synthetic \| utkface"),
-        (["run.name=a/b"], r"run.name must be a non-empty name without '/'"),
+        (["run.name=a/b"], r"run.name must be a plain folder name .*got 'a/b'"),
+        (["run.name=.."], r"run.name must be a plain folder name .*got '\.\.'"),
+        (["run.name=."], r"run.name must be a plain folder name .*got '\.'"),
+        (["run.name=a\\b"], r"run.name must be a plain folder name"),
+        (["run.name=' '"], r"run.name must be a plain folder name"),
         (["noequals"], r"override must look like section.key=value, got 'noequals'"),
         (["optim.lr.x=1"], r"override 'optim.lr.x': optim.lr is not a section"),
     ],
@@ -110,3 +114,39 @@ def test_data_root_checked_before_training(tmp_path):
         check_data_root(cfg)
     check_data_root(load_config("age_corn_utkface", [f"data.root={tmp_path}"]))
     check_data_root(load_config("age_coral_synthetic"))
+
+
+def test_run_name_cannot_escape_the_storage_folder(tmp_path):
+    """Issue 15 item 7: '..', '.', separators and names resolving outside storage are refused
+    (by the config, hence by `facecore train --name`), before anything is written."""
+    storage = tmp_path / "store"
+    storage.mkdir()
+    (storage / "link").symlink_to(tmp_path)  # a name that resolves outside the storage root
+    for name in ("..", ".", "a/b", "../x", "link"):
+        with pytest.raises(ConfigError, match="run.name"):
+            load_config("age_coral_synthetic", [f"run.storage={storage}", f"run.name={name}"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+    ok = load_config("age_coral_synthetic", [f"run.storage={storage}", "run.name=run-1.v2"])
+    assert ok.run.name == "run-1.v2"
+
+
+def test_choice_lists_are_defined_once_next_to_what_they_name():
+    import dataclasses
+
+    from facecore.data import DATASETS
+    from facecore.losses.miners import MINERS
+    from facecore.models import BACKBONES
+    from facecore.models.ordinal import HEADS
+    from facecore.train.tasks.embedding import METRIC_LOSSES
+
+    def allowed(cls, name):
+        return {f.name: f for f in dataclasses.fields(cls)}[name].metadata["choices"]
+
+    from facecore.train.config import DataConfig, MetricOptions, ModelConfig, OrdinalOptions
+
+    assert allowed(DataConfig, "name") == tuple(DATASETS)
+    assert allowed(ModelConfig, "backbone") == tuple(BACKBONES)
+    assert allowed(OrdinalOptions, "head") == tuple(HEADS)
+    assert allowed(MetricOptions, "miner") == tuple(MINERS)
+    assert allowed(MetricOptions, "loss") == METRIC_LOSSES == (
+        "triplet", "contrastive", "softmax", "arcface", "cosface", "sphereface")

@@ -9,19 +9,13 @@ import math
 import pytest
 import torch
 
-from facecore.train import load_config
+from facecore.train import get_task, load_config
+from facecore.train.checkpoints import checkpoint_dir_name, load_checkpoint, write_checkpoint
 from facecore.train.config import MetricOptions
-from facecore.train.datasets import split_indices
-from facecore.train.loops import (
-    Session,
-    _write_checkpoint,
-    checkpoint_dir_name,
-    evaluate,
-    load_checkpoint,
-    run_training,
-)
-from facecore.train.objectives import build_metric_loss
+from facecore.train.evaluation import evaluate
+from facecore.train.loops import Session, run_training
 from facecore.train.progress import format_progress
+from facecore.train.tasks.embedding import build_metric_loss
 
 TINY_AGE = [
     "data.num_samples=160", "data.image_size=32", "data.batch_size=32",
@@ -61,7 +55,7 @@ def test_batch_hard_triplet_matches_pytorch_metric_learning(margin):
     a = e.clone().requires_grad_(True)
     b = e.clone().requires_grad_(True)
     # PML normalises inside its distance; our loss gets the model's normalised output
-    loss_fn = build_metric_loss(MetricOptions(loss="triplet", miner="batch_hard", margin=margin))
+    loss_fn = build_metric_loss(MetricOptions(loss="triplet", miner="batch_hard", triplet_margin=margin))
     ours = loss_fn(torch.nn.functional.normalize(a, dim=1), y)
     ref = losses.TripletMarginLoss(margin=margin)(b, y, miners.BatchHardMiner()(b, y))
     ours.backward()
@@ -73,7 +67,7 @@ def test_batch_hard_triplet_matches_pytorch_metric_learning(margin):
 def test_batch_hard_triplet_without_triplets_is_zero_with_zero_grad():
     e = torch.nn.functional.normalize(torch.randn(4, 3, dtype=torch.float64), dim=1)
     e.requires_grad_(True)
-    loss_fn = build_metric_loss(MetricOptions(loss="triplet", miner="batch_hard", margin=0.2))
+    loss_fn = build_metric_loss(MetricOptions(loss="triplet", miner="batch_hard", triplet_margin=0.2))
     loss = loss_fn(e, torch.tensor([0, 1, 2, 3]))  # no positives
     loss.backward()
     assert loss.item() == 0.0 and torch.count_nonzero(e.grad) == 0
@@ -87,22 +81,13 @@ def test_contrastive_matches_pytorch_metric_learning(margin):
     e, y = _embeddings(seed=3)
     a = e.clone().requires_grad_(True)
     b = e.clone().requires_grad_(True)
-    loss_fn = build_metric_loss(MetricOptions(loss="contrastive", margin=margin))
+    loss_fn = build_metric_loss(MetricOptions(loss="contrastive", neg_margin=margin))
     ours = loss_fn(torch.nn.functional.normalize(a, dim=1), y)
     ref = losses.ContrastiveLoss(pos_margin=0.0, neg_margin=margin)(b, y)
     ours.backward()
     ref.backward()
     torch.testing.assert_close(ours, ref.to(ours.dtype), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10)
-
-
-def test_split_indices_disjoint_cover_deterministic():
-    tr, va, te = split_indices(103, [0.8, 0.1, 0.1], seed=5)
-    assert sorted(tr + va + te) == list(range(103))
-    assert (len(va), len(te)) == (10, 10)
-    assert (tr, va, te) == split_indices(103, [0.8, 0.1, 0.1], seed=5)
-    assert tr != split_indices(103, [0.8, 0.1, 0.1], seed=6)[0]
-    assert split_indices(10, [1, 1, 0], seed=0)[2] == []
 
 
 def test_evaluate_age_against_sklearn_and_hand_values():
@@ -157,7 +142,7 @@ def test_run_training_checkpoints_and_resume_continue_epochs(tmp_path):
     assert last["val_rank_inconsistency"] == 0.0  # monotone CORAL biases
     state = first.states[-1]
     assert state["epoch"] == 2 and state["train_config"]["ordinal"]["head"] == "coral"
-    _write_checkpoint(tmp_path / checkpoint_dir_name(2), first.reports[-1], state)
+    write_checkpoint(tmp_path / checkpoint_dir_name(2), first.reports[-1], state)
     loaded = load_checkpoint(tmp_path / "checkpoint_epoch_0002")  # weights_only=True
     assert loaded["epoch"] == 2 and len(loaded["history"]) == 2
     assert json.loads((tmp_path / "checkpoint_epoch_0002" / "metrics.json").read_text())["epoch"] == 2
@@ -191,9 +176,10 @@ def test_injected_failure_only_before_the_epoch_is_passed():
 def test_format_progress():
     line = format_progress(
         {"epoch": 3, "train_loss": 1.23456, "val_mae": 0.5, "val_median_mae": 2.0,
-         "val_rank_inconsistency": 0.0, "epoch_time_s": 4.26}, 8)
+         "val_rank_inconsistency": 0.0, "epoch_time_s": 4.26}, 8, get_task("age").progress)
     assert line == "epoch   3/8  loss 1.2346  val MAE 0.500  (median 2.000)  rank-inc 0.000   4.3 s"
-    assert format_progress({"epoch": 1, "val_eer": 0.125}, 2) == "epoch   1/2  val EER 0.125"
+    fields = get_task("embedding").progress
+    assert format_progress({"epoch": 1, "val_eer": 0.125}, 2, fields) == "epoch   1/2  val EER 0.125"
 
 
 def test_plots_written_and_missing_matplotlib_is_clear(tmp_path, monkeypatch):
@@ -222,27 +208,29 @@ def test_plots_written_and_missing_matplotlib_is_clear(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mpl)
     with pytest.raises(plots.MissingMatplotlib, match=r"pip install 'facecore\[plot\]'"):
         plots.plot_learning_curves(hist, tmp_path / "f.png")
+    from facecore.train.runner import plot_run
+
     cfg = load_config("age_coral_synthetic")
     with pytest.warns(UserWarning, match="no plots written"):
-        assert plots.plot_run(cfg, hist, {}, tmp_path) == {}
+        assert plot_run(cfg, hist, {}, tmp_path) == {}
 
 
 @pytest.mark.parametrize(
     "extra",
     [
-        ["metric.loss=arcface", "metric.margin=0.3", "metric.center_loss=0.01"],
+        ["metric.loss=arcface", "metric.arcface_margin=0.3", "metric.center_loss=0.01"],
         ["metric.loss=cosface"],
-        ["metric.loss=sphereface", "metric.margin=4"],
-        ["metric.loss=contrastive", "metric.margin=0.5"],
+        ["metric.loss=sphereface", "metric.sphereface_m=4"],
+        ["metric.loss=contrastive", "metric.neg_margin=0.5"],
         ["metric.loss=triplet", "metric.miner=batch_hard"],
+        ["metric.loss=softmax"],
     ],
 )
 def test_embedding_objectives_train_every_part(extra):
-    from facecore.train.loops import build_model
-    from facecore.train.objectives import EmbeddingObjective
+    from facecore.train.tasks.embedding import EmbeddingObjective
 
     cfg = load_config("embedding_triplet_synthetic", ["model.width=4", "model.embedding_dim=8", *extra])
-    model = build_model(cfg, 5)
+    model = get_task("embedding").build_model(cfg, 5)
     obj = EmbeddingObjective(model, cfg.metric, num_identities=5)
     x = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 0, 1])
@@ -250,12 +238,32 @@ def test_embedding_objectives_train_every_part(extra):
     loss.backward()
     assert emb.shape == (12, 8) and torch.isfinite(loss) and loss > 0
     for name, p in obj.named_parameters():
-        if name.startswith(("head.", "center.")):  # margin head / centres are trained too
+        if name.startswith(("head.", "center.", "softmax.")):  # classifiers / centres train too
             assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
+    if cfg.metric.loss == "softmax":  # plain CE over identities through SoftmaxLoss's classifier
+        want = torch.nn.functional.cross_entropy(obj.softmax.fc(emb), y)
+        torch.testing.assert_close(loss, want)
+        assert obj.softmax.num_classes == 5 and "softmax.fc.weight" in obj.checkpoint_state()
 
 
-def test_sphereface_margin_must_be_an_integer():
+def test_margins_have_one_key_per_meaning():
     from facecore.train.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"metric.margin must be an integer >= 1 for sphereface"):
-        load_config("embedding_triplet_synthetic", ["metric.loss=sphereface", "metric.margin=0.5"])
+    with pytest.raises(ConfigError, match=r"metric.sphereface_m must be int, got 0.5"):
+        load_config("embedding_triplet_synthetic", ["metric.loss=sphereface", "metric.sphereface_m=0.5"])
+    with pytest.raises(ConfigError, match=r"metric.sphereface_m must be >= 1, got 0"):
+        load_config("embedding_triplet_synthetic", ["metric.sphereface_m=0"])
+    # the old key names its replacements
+    with pytest.raises(ConfigError, match=r"config key 'metric.margin' was replaced: use triplet_margin"):
+        load_config("embedding_triplet_synthetic", ["metric.margin=0.3"])
+    cfg = load_config("embedding_triplet_synthetic", [
+        "metric.miner=semihard", "metric.triplet_margin=0.1", "metric.miner_margin=0.3"])
+    loss = build_metric_loss(cfg.metric)
+    assert (loss.margin, loss.mining_margin, loss.mining) == (0.1, 0.3, "semihard")
+    from facecore.train.tasks.embedding import EmbeddingObjective
+
+    for name, key, value in (("arcface", "arcface_margin", 0.4), ("cosface", "cosface_margin", 0.25),
+                             ("sphereface", "sphereface_m", 3)):
+        cfg = load_config("embedding_triplet_synthetic", [f"metric.loss={name}", f"metric.{key}={value}"])
+        obj = EmbeddingObjective(get_task("embedding").build_model(cfg, 3), cfg.metric, 3)
+        assert obj.head.margin == value and obj.head.scale == cfg.metric.scale

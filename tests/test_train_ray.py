@@ -19,7 +19,7 @@ import pytest
 from ray_fixtures import ray_session  # noqa: F401
 
 from facecore.train import fit, load_config
-from facecore.train.loops import load_checkpoint
+from facecore.train.checkpoints import load_checkpoint
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

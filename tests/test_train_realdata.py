@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from facecore.train import fit, load_config
-from facecore.train.loops import load_checkpoint
+from facecore.train.checkpoints import load_checkpoint
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 

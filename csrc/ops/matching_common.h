@@ -22,86 +22,39 @@
 #include <ATen/ATen.h>
 #include <c10/util/string_view.h>
 
+#include "common.h"
 #include "matching_math.h"
 
 namespace facecore::ops::matching {
 
 enum class Metric { SqEuclidean, Euclidean, Cosine };
-enum class Reduction { MeanNonzero, Mean, Sum };
+
+// The reductions the matching losses accept (parse_reduction).
+inline constexpr Reduction kLossReductions[] = {
+    Reduction::MeanNonzero, Reduction::Mean, Reduction::Sum};
 
 inline Metric parse_metric(c10::string_view m, const char* op) {
-  if (m == "euclidean") {
-    return Metric::Euclidean;
-  }
-  if (m == "sqeuclidean") {
-    return Metric::SqEuclidean;
-  }
-  if (m == "cosine") {
-    return Metric::Cosine;
-  }
-  TORCH_CHECK_VALUE(
-      false, op, ": metric must be 'euclidean', 'sqeuclidean' or 'cosine', got '", std::string(m),
-      "'");
-}
-
-inline Reduction parse_reduction(c10::string_view r, const char* op) {
-  if (r == "mean_nonzero") {
-    return Reduction::MeanNonzero;
-  }
-  if (r == "mean") {
-    return Reduction::Mean;
-  }
-  if (r == "sum") {
-    return Reduction::Sum;
-  }
-  TORCH_CHECK_VALUE(
-      false, op, ": reduction must be 'mean_nonzero', 'mean' or 'sum', got '", std::string(r),
-      "'");
+  return parse_choice<Metric>(
+      m, op, "metric",
+      {{"euclidean", Metric::Euclidean},
+       {"sqeuclidean", Metric::SqEuclidean},
+       {"cosine", Metric::Cosine}});
 }
 
 inline Mining parse_mining(c10::string_view m, const char* op) {
-  if (m == "none") {
-    return Mining::None;
-  }
-  if (m == "all") {
-    return Mining::All;
-  }
-  if (m == "hard") {
-    return Mining::Hard;
-  }
-  if (m == "semihard") {
-    return Mining::SemiHard;
-  }
-  if (m == "easy") {
-    return Mining::Easy;
-  }
-  if (m == "batch_hard") {
-    return Mining::BatchHard;
-  }
-  TORCH_CHECK_VALUE(
-      false, op,
-      ": mining must be 'none', 'all', 'hard', 'semihard', 'easy' or 'batch_hard', got '",
-      std::string(m), "'");
+  return parse_choice<Mining>(
+      m, op, "mining",
+      {{"none", Mining::None},
+       {"all", Mining::All},
+       {"hard", Mining::Hard},
+       {"semihard", Mining::SemiHard},
+       {"easy", Mining::Easy},
+       {"batch_hard", Mining::BatchHard}});
 }
 
 inline PairForm parse_form(c10::string_view f, const char* op) {
-  if (f == "double_margin") {
-    return PairForm::DoubleMargin;
-  }
-  if (f == "hadsell") {
-    return PairForm::Hadsell;
-  }
-  TORCH_CHECK_VALUE(
-      false, op, ": form must be 'double_margin' or 'hadsell', got '", std::string(f), "'");
-}
-
-inline bool is_supported_float(at::ScalarType t) {
-  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
-}
-
-// The accumulation type: fp32 for half types and fp32, fp64 for fp64.
-inline at::ScalarType acc_dtype(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
+  return parse_choice<PairForm>(
+      f, op, "form", {{"double_margin", PairForm::DoubleMargin}, {"hadsell", PairForm::Hadsell}});
 }
 
 inline void check_float_matrix(const char* op, const at::Tensor& t, const char* name, const char* shape) {
@@ -325,5 +278,80 @@ inline at::Tensor scale_unit_grad(const at::Tensor& grad, const at::Tensor& unit
   const at::ScalarType acc = acc_dtype(unit_grad.scalar_type());
   return (unit_grad.to(acc) * grad.to(acc).reshape({})).to(unit_grad.scalar_type());
 }
+
+// ---------------------------------------------------------------- entry points
+
+// The four loss entry points of a backend, generated from its
+// triplet_forward(dist, labels, margin, swap, soft, mining, mining_margin,
+// reduction, with_grad) and contrastive_forward(dist, labels, pos_margin,
+// neg_margin, form, reduction, with_grad), each returning (loss, num_active,
+// num_candidates, dL/d(dist) for a unit upstream gradient or undefined).
+using LossResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using TripletForwardFn = LossResult (*)(
+    const at::Tensor&,
+    const at::Tensor&,
+    double,
+    bool,
+    bool,
+    c10::string_view,
+    std::optional<double>,
+    c10::string_view,
+    bool);
+using ContrastiveForwardFn = LossResult (*)(
+    const at::Tensor&,
+    const at::Tensor&,
+    double,
+    double,
+    c10::string_view,
+    c10::string_view,
+    bool);
+
+template <TripletForwardFn Triplet, ContrastiveForwardFn Contrastive>
+struct LossKernels {
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet(
+      const at::Tensor& dist,
+      const at::Tensor& labels,
+      double margin,
+      bool swap,
+      bool soft,
+      c10::string_view mining,
+      std::optional<double> mining_margin,
+      c10::string_view reduction) {
+    auto [loss, active, cands, grad] =
+        Triplet(dist, labels, margin, swap, soft, mining, mining_margin, reduction, false);
+    return {loss, active, cands};
+  }
+  static LossResult triplet_fused(
+      const at::Tensor& dist,
+      const at::Tensor& labels,
+      double margin,
+      bool swap,
+      bool soft,
+      c10::string_view mining,
+      std::optional<double> mining_margin,
+      c10::string_view reduction) {
+    return Triplet(dist, labels, margin, swap, soft, mining, mining_margin, reduction, true);
+  }
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive(
+      const at::Tensor& dist,
+      const at::Tensor& labels,
+      double pos_margin,
+      double neg_margin,
+      c10::string_view form,
+      c10::string_view reduction) {
+    auto [loss, active, cands, grad] =
+        Contrastive(dist, labels, pos_margin, neg_margin, form, reduction, false);
+    return {loss, active, cands};
+  }
+  static LossResult contrastive_fused(
+      const at::Tensor& dist,
+      const at::Tensor& labels,
+      double pos_margin,
+      double neg_margin,
+      c10::string_view form,
+      c10::string_view reduction) {
+    return Contrastive(dist, labels, pos_margin, neg_margin, form, reduction, true);
+  }
+};
 
 } // namespace facecore::ops::matching

@@ -1,8 +1,11 @@
 // Schemas of the ordinal op family and their C++ API.
 //
 //   coral_loss / corn_loss      fused losses from integer labels
+//   ordinal_predict             labels, cumulative / class probabilities and the
+//                               expected rank in one pass, each output optional
 //   ordinal_labels              predicted rank (threshold on P(y > k))
 //   ordinal_probs               cumulative / class probabilities, expected rank
+//                               (ordinal_labels / ordinal_probs: the same pass)
 //   _coral_loss_fused, _corn_loss_fused
 //                               loss plus the gradient for a unit upstream grad,
 //                               computed in the same pass (used by autograd)
@@ -36,6 +39,18 @@ at::Tensor corn_loss(
     c10::string_view reduction) {
   static auto op = find_op<decltype(corn_loss)>("facecore::corn_loss");
   return op.call(logits, labels, importance_weights, reduction);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ordinal_predict(
+    const at::Tensor& logits,
+    c10::string_view head,
+    double threshold,
+    bool cum_probs,
+    bool class_probs,
+    bool expected,
+    bool labels) {
+  static auto op = find_op<decltype(ordinal_predict)>("facecore::ordinal_predict");
+  return op.call(logits, head, threshold, cum_probs, class_probs, expected, labels);
 }
 
 at::Tensor ordinal_labels(const at::Tensor& logits, c10::string_view head, double threshold) {
@@ -105,6 +120,11 @@ TORCH_LIBRARY_FRAGMENT(facecore, m) {
       "ordinal_labels(Tensor logits, str head=\"coral\", float threshold=0.5) -> Tensor",
       tags);
   m.def("ordinal_probs(Tensor logits, str head=\"coral\") -> (Tensor, Tensor, Tensor)", tags);
+  m.def(
+      "ordinal_predict(Tensor logits, str head=\"coral\", float threshold=0.5, "
+      "bool cum_probs=True, bool class_probs=True, bool expected=True, bool labels=True) "
+      "-> (Tensor, Tensor, Tensor, Tensor)",
+      tags);
   m.def(
       "_coral_loss_fused(Tensor logits, Tensor labels, Tensor? importance_weights, "
       "str reduction) -> (Tensor, Tensor)",

@@ -30,6 +30,20 @@ at::Tensor corn_loss(
     const std::optional<at::Tensor>& importance_weights = std::nullopt,
     c10::string_view reduction = "mean");
 
+// Everything a head decodes from its logits, in one fused pass: (cum_probs
+// P(y > k) [N, K-1], class_probs P(y = k) [N, K], expected rank [N], labels
+// int64 [N]; the integer output last, as torch.sort's indices). An output
+// whose flag is false is not computed and comes back as an empty tensor of
+// shape [0]. head: "coral", "niu" (decoded as CORAL) or "corn".
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ordinal_predict(
+    const at::Tensor& logits,
+    c10::string_view head = "coral",
+    double threshold = 0.5,
+    bool cum_probs = true,
+    bool class_probs = true,
+    bool expected = true,
+    bool labels = true);
+
 // Predicted rank: the number of tasks with P(y > k) > threshold. int64 [N].
 at::Tensor ordinal_labels(
     const at::Tensor& logits,

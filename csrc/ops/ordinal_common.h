@@ -17,42 +17,20 @@
 #include <ATen/ATen.h>
 #include <c10/util/string_view.h>
 
+#include "common.h"
+
 namespace facecore::ops::ordinal {
 
-enum class Reduction { None, Mean, Sum };
 enum class Head { Coral, Corn };
 
-inline Reduction parse_reduction(c10::string_view r, const char* op) {
-  if (r == "mean") {
-    return Reduction::Mean;
-  }
-  if (r == "sum") {
-    return Reduction::Sum;
-  }
-  if (r == "none") {
-    return Reduction::None;
-  }
-  TORCH_CHECK_VALUE(
-      false, op, ": reduction must be 'mean', 'sum' or 'none', got '", std::string(r), "'");
-}
+// The reductions the ordinal losses accept (parse_reduction).
+inline constexpr Reduction kLossReductions[] = {Reduction::Mean, Reduction::Sum, Reduction::None};
 
+// 'niu' (OR-CNN, K-1 independent tasks) decodes exactly like 'coral':
+// P(y > k) = sigmoid(x_k).
 inline Head parse_head(c10::string_view h, const char* op) {
-  if (h == "coral") {
-    return Head::Coral;
-  }
-  if (h == "corn") {
-    return Head::Corn;
-  }
-  TORCH_CHECK_VALUE(false, op, ": head must be 'coral' or 'corn', got '", std::string(h), "'");
-}
-
-inline bool is_supported_float(at::ScalarType t) {
-  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
-}
-
-// The accumulation type: fp32 for half types and fp32, fp64 for fp64.
-inline at::ScalarType acc_dtype(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
+  return parse_choice<Head>(
+      h, op, "head", {{"coral", Head::Coral}, {"niu", Head::Coral}, {"corn", Head::Corn}});
 }
 
 inline void check_logits(const char* op, const at::Tensor& logits, const char* name = "logits") {
@@ -226,6 +204,86 @@ struct LossKernels {
       const std::optional<at::Tensor>& weights,
       c10::string_view reduction) {
     return Forward("facecore::corn_loss", Head::Corn, logits, labels, weights, reduction, true);
+  }
+};
+
+// ------------------------------------------------------------ rank prediction
+
+// The outputs of ordinal_predict a caller asks for; the others are not
+// computed (an empty [0] tensor is returned in their place).
+struct PredictOutputs {
+  bool cum = true; // P(y > k) [N, K-1]
+  bool cls = true; // P(y = k) [N, K]
+  bool expected = true; // expected rank [N]
+  bool labels = true; // predicted rank [N] int64
+
+  bool probs() const {
+    return cum || cls || expected;
+  }
+};
+
+// Argument checks of every prediction op; returns the head.
+inline Head check_predict_inputs(
+    const char* op,
+    const at::Tensor& logits,
+    c10::string_view head,
+    double threshold) {
+  check_logits(op, logits);
+  const Head h = parse_head(head, op);
+  check_threshold(op, threshold);
+  return h;
+}
+
+// Output tensors of a prediction of `logits` (contiguous, on its device):
+// (cum [N, T], cls [N, T + 1], expected [N], labels int64 [N]), each [0] when
+// not asked for.
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> predict_outputs(
+    const at::Tensor& logits,
+    PredictOutputs want) {
+  const int64_t N = logits.size(0);
+  const int64_t T = logits.size(1);
+  const auto opt = logits.options();
+  return {
+      want.cum ? at::empty({N, T}, opt) : at::empty({0}, opt),
+      want.cls ? at::empty({N, T + 1}, opt) : at::empty({0}, opt),
+      want.expected ? at::empty({N}, opt) : at::empty({0}, opt),
+      want.labels ? at::empty({N}, opt.dtype(at::kLong)) : at::empty({0}, opt.dtype(at::kLong))};
+}
+
+// The three prediction entry points of a backend, generated from its
+// predict_forward(op, logits, head, threshold, outputs): one fused pass
+// computes whatever subset of (cum, cls, expected, labels) is asked for.
+using PredictForwardFn = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> (*)(
+    const char*,
+    const at::Tensor&,
+    c10::string_view,
+    double,
+    PredictOutputs);
+
+template <PredictForwardFn Forward>
+struct PredictKernels {
+  static at::Tensor labels(const at::Tensor& logits, c10::string_view head, double threshold) {
+    return std::get<3>(
+        Forward("facecore::ordinal_labels", logits, head, threshold, {false, false, false, true}));
+  }
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> probs(
+      const at::Tensor& logits,
+      c10::string_view head) {
+    auto [cum, cls, expected, labels] =
+        Forward("facecore::ordinal_probs", logits, head, 0.5, {true, true, true, false});
+    return {cum, cls, expected};
+  }
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> predict(
+      const at::Tensor& logits,
+      c10::string_view head,
+      double threshold,
+      bool cum_probs,
+      bool class_probs,
+      bool expected,
+      bool labels) {
+    return Forward(
+        "facecore::ordinal_predict", logits, head, threshold,
+        {cum_probs, class_probs, expected, labels});
   }
 };
 

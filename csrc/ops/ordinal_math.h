@@ -24,36 +24,7 @@ C10_HOST_DEVICE inline acc_t log_sigmoid(acc_t x) {
   return (x < acc_t(0) ? x : acc_t(0)) - std::log1p(std::exp(-std::abs(x)));
 }
 
-// Predicted rank of one row: the number of tasks whose cumulative probability
-// exceeds the threshold.
-//   CORAL: P(y > k) = sigmoid(x_k); sigmoid(x) > t  <=>  x > logit(t), compared
-//          in fp64, so the decision is exact.
-//   CORN:  log P(y > k) = sum_{j <= k} log sigmoid(x_j) in acc_t, compared with
-//          log sigmoid(logit(t)) = log t computed the same way (so x_0 =
-//          logit(t) is an exact tie, which does not count).
-template <typename scalar_t, typename acc_t>
-C10_HOST_DEVICE inline int64_t labels_row(
-    const scalar_t* x,
-    int64_t T,
-    bool corn,
-    double logit_t) {
-  int64_t count = 0;
-  if (!corn) {
-    for (int64_t k = 0; k < T; ++k) {
-      count += static_cast<double>(x[k]) > logit_t ? 1 : 0;
-    }
-  } else {
-    const acc_t log_t = log_sigmoid<acc_t>(static_cast<acc_t>(logit_t));
-    acc_t L = acc_t(0);
-    for (int64_t k = 0; k < T; ++k) {
-      L += log_sigmoid<acc_t>(static_cast<acc_t>(x[k]));
-      count += L > log_t ? 1 : 0;
-    }
-  }
-  return count;
-}
-
-// Probabilities of one row.
+// Probabilities of one row; each output may be nullptr (not computed).
 //   cum[k]  = P(y > k): CORAL sigmoid(x_k); CORN prod_{j <= k} sigmoid(x_j),
 //             accumulated as a sum of log-sigmoids.
 //   m_k     = the monotone envelope used for class probabilities: CORAL the
@@ -87,13 +58,21 @@ C10_HOST_DEVICE inline void probs_row(
       // NaN propagates.
       m = (k == 0 || q <= prev || q != q) ? q : prev;
     }
-    cum[k] = static_cast<scalar_t>(q);
-    cls[k] = static_cast<scalar_t>(prev - m);
+    if (cum != nullptr) {
+      cum[k] = static_cast<scalar_t>(q);
+    }
+    if (cls != nullptr) {
+      cls[k] = static_cast<scalar_t>(prev - m);
+    }
     total += m;
     prev = m;
   }
-  cls[T] = static_cast<scalar_t>(prev);
-  *expected = static_cast<scalar_t>(total);
+  if (cls != nullptr) {
+    cls[T] = static_cast<scalar_t>(prev);
+  }
+  if (expected != nullptr) {
+    *expected = static_cast<scalar_t>(total);
+  }
 }
 
 // Backward of probs_row for one row. g_cum [T], g_cls [T + 1], g_exp scalar;

@@ -21,28 +21,34 @@ Item convention (every dataset)
 
 Every dataset has ``class_counts(key="age") -> list[int]`` and ``targets(key) -> Tensor``
 (all labels, no image decoding), ``num_classes`` where it has ages and ``num_identities``
-where it has identities. Splits are deterministic (:func:`make_splits`, by seed) or the
-dataset's official partition. Corrupt / truncated files are detected, skipped and reported
+where it has identities. Splits are ``train`` / ``valid`` / ``test``, deterministic
+(:func:`make_splits`, by seed; :func:`dataset_splits` gives the same items from a dataset
+opened whole) or the dataset's official partition. :func:`open_dataset` opens a dataset by
+its name in :data:`DATASETS` (the registry training uses). Corrupt / truncated files are detected, skipped and reported
 once, never crashing a DataLoader worker (see :mod:`facecore.data.base`).
 """
 
 from facecore.data import transforms
 from facecore.data.base import FaceDataset, ImageFileDataset, load_image, verify_image
+from facecore.data.cache import CachedImageDataset, DecodedImageCache
 from facecore.data.prototypes import compute_gender_prototypes, load_prototypes, save_prototypes
 from facecore.data.readers import (
+    CORAL_NUM_CLASSES,
     CORAL_OFFSETS,
     FAIRFACE_AGE_GROUPS,
+    LONDON_ETHNICITIES,
     AFADFolder,
     CelebA,
     CoralCSV,
     FairFace,
-    LONDON_ETHNICITIES,
     IdentityFolders,
     LondonFaces,
     UTKFace,
+    coral_csv_splits,
 )
+from facecore.data.registry import DATASETS, open_dataset
 from facecore.data.samplers import PKSampler
-from facecore.data.splits import make_splits
+from facecore.data.splits import SPLIT_BY, SPLIT_NAMES, dataset_splits, make_splits
 from facecore.data.synthetic import SyntheticFaces
 from facecore.data.transforms import (
     CORAL_PREPROCESS,
@@ -52,8 +58,10 @@ from facecore.data.transforms import (
 )
 
 __all__ = [
+    "CORAL_NUM_CLASSES",
     "CORAL_OFFSETS",
     "CORAL_PREPROCESS",
+    "DATASETS",
     "FAIRFACE_AGE_GROUPS",
     "AFADFolder",
     "CelebA",
@@ -63,6 +71,9 @@ __all__ = [
     "LONDON_ETHNICITIES",
     "LondonFaces",
     "UTKFace",
+    "CachedImageDataset",
+    "DecodedImageCache",
+    "coral_csv_splits",
     "compute_gender_prototypes",
     "load_prototypes",
     "save_prototypes",
@@ -73,8 +84,12 @@ __all__ = [
     "PKSampler",
     "PreprocessConfig",
     "SyntheticFaces",
+    "SPLIT_BY",
+    "SPLIT_NAMES",
+    "dataset_splits",
     "load_image",
     "make_splits",
+    "open_dataset",
     "transforms",
     "verify_image",
 ]

@@ -31,6 +31,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from facecore.data.images import ImageModeError, check_mode, read_image, to_8bit
 from facecore.data.splits import split_indices
 from facecore.data.transforms import ToTensor
 
@@ -54,14 +55,16 @@ def load_image(x: Any, mode: str = "RGB") -> Image.Image:
     Accepts a path (``str`` / ``os.PathLike``), a ``PIL.Image``, a numpy array ``HxW`` /
     ``HxWx1`` / ``HxWx3`` / ``HxWx4`` (``uint8``, or float in [0, 1], scaled by 255 and
     rounded), or a tensor ``[C, H, W]`` (same value conventions). Greyscale is replicated to
-    RGB, alpha is dropped. Raises ``OSError`` for unreadable / truncated files.
+    RGB, alpha is dropped. Files and PIL images are decoded by facecore's one image decoder
+    (:mod:`facecore.data.images`, also the predictor's: 16-bit grayscale is scaled to 8 bit,
+    unreadable modes are refused with :class:`~facecore.data.images.ImageModeError`).
+    Raises ``FileNotFoundError`` / :class:`~facecore.data.images.ImageDecodeError` (a
+    ``ValueError``) for missing / unreadable / truncated files.
     """
     if isinstance(x, str | os.PathLike):
-        with Image.open(x) as im:
-            im.load()
-            return im.convert(mode)
+        return read_image(x, mode)
     if isinstance(x, Image.Image):
-        return x.convert(mode) if x.mode != mode else x
+        return to_8bit(x, mode) if x.mode != mode else x
     if isinstance(x, torch.Tensor):
         if x.dim() != 3:
             raise ValueError(f"tensor images must be [C, H, W], got shape {tuple(x.shape)}")
@@ -84,9 +87,11 @@ def load_image(x: Any, mode: str = "RGB") -> Image.Image:
 
 
 def verify_image(path: str | os.PathLike) -> str | None:
-    """Decode ``path`` fully (JPEG in draft mode); ``None`` if fine, else the error message."""
+    """Decode ``path`` fully (JPEG in draft mode) and check that its pixel mode is one
+    :func:`load_image` reads; ``None`` if fine, else the error message."""
     try:
         with Image.open(path) as im:
+            check_mode(im, repr(os.fspath(path)))
             if im.format == "JPEG":
                 im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
@@ -153,6 +158,18 @@ class FaceDataset(Dataset):
         arr = self._labels[key]
         return np.bincount(arr, minlength=self._num_values(key)).tolist()
 
+    def record_positions(self) -> tuple[int, np.ndarray]:
+        """``(n, index)``: the number of records a ``split=`` selection is drawn from and each
+        item's position among them (:func:`facecore.data.splits.dataset_splits` uses it to
+        cut an unsplit dataset exactly as ``split=`` would). Default: the items themselves."""
+        return len(self), np.arange(len(self))
+
+    def record_labels(self, key: str) -> np.ndarray:
+        """Labels ``key`` of every record (before files were dropped), for grouped splits."""
+        if key not in self._labels:
+            raise KeyError(f"unknown target key {key!r}; this dataset has {list(self._labels)}")
+        return self._labels[key]
+
     def _target(self, i: int) -> dict[str, Any]:
         t: dict[str, Any] = {}
         for k, arr in self._labels.items():
@@ -188,6 +205,7 @@ class ImageFileDataset(FaceDataset):
         self.verify = verify
         self.verify_workers = verify_workers
         self.skipped: dict[str, list[str]] = {}
+        self._skip_detail: dict[str, str] = {}  # reason -> the first file's message
         self._bad_at_runtime: set[int] = set()
         self._warned_runtime = False
 
@@ -215,17 +233,27 @@ class ImageFileDataset(FaceDataset):
             extra = self._skipped_summary()
             raise RuntimeError(f"{what}: no usable images found{detail}{extra}")
         keep = split_indices(len(paths), split, split_fractions, split_seed, split_groups)
+        num_records = len(paths)
+        record_groups = {"identity": np.asarray(labels["identity"])} if "identity" in labels else {}
         paths = [paths[i] for i in keep]
         labels = {k: np.asarray(v)[keep] for k, v in labels.items()}
+        index = np.asarray(keep, dtype=np.int64)
         if self.verify and paths:
             with ThreadPoolExecutor(max(1, self.verify_workers)) as ex:
                 errors = list(ex.map(verify_image, paths, chunksize=64))
             ok = np.array([e is None for e in errors], dtype=bool)
             for p, e in zip(paths, errors):
-                if e is not None:
+                if e is None:
+                    continue
+                if e.startswith(ImageModeError.__name__):  # readable, but not a mode we read
+                    self._skip("unsupported_image_mode", self._name(p, root))
+                    self._skip_detail.setdefault("unsupported_image_mode", e.split(": ", 1)[1])
+                else:
                     self._skip("corrupt", self._name(p, root))
             paths = [p for p, good in zip(paths, ok) if good]
             labels = {k: v[ok] for k, v in labels.items()}
+            index = index[ok]
+        self._records = (num_records, index, record_groups)
         self.root = root
         self.paths = list(paths)
         self._labels = {
@@ -249,12 +277,22 @@ class ImageFileDataset(FaceDataset):
         parts = []
         for reason, names in self.skipped.items():
             first = ", ".join(names[:_REPORT_FIRST]) + (", ..." if len(names) > _REPORT_FIRST else "")
-            parts.append(f"{len(names)} {reason.replace('_', ' ')} ({first})")
+            detail = self._skip_detail.get(reason)
+            parts.append(f"{len(names)} {reason.replace('_', ' ')} ({first})"
+                         + (f" [{detail}]" if detail else ""))
         return "; skipped " + "; ".join(parts)
 
     def _report(self, what: str) -> None:
         if self.skipped:
             warnings.warn(f"{what}: {self._skipped_summary()[2:]}", stacklevel=3)
+
+    def record_positions(self) -> tuple[int, np.ndarray]:
+        return self._records[0], self._records[1]
+
+    def record_labels(self, key: str) -> np.ndarray:
+        if key in self._records[2]:
+            return self._records[2][key]
+        return super().record_labels(key)
 
     @property
     def num_skipped(self) -> int:

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from facecore.formats import load_torch_file
+
 __all__ = ["compute_gender_prototypes", "load_prototypes", "save_prototypes"]
 
 _KEYS = ("male", "female", "neutral", "counts")
@@ -102,7 +104,7 @@ def save_prototypes(prototypes: dict[str, torch.Tensor], path: str | os.PathLike
 
 def load_prototypes(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load prototypes saved by :func:`save_prototypes` (``weights_only=True``)."""
-    d = torch.load(path, map_location="cpu", weights_only=True)
+    d = load_torch_file(path, "prototype file")
     if not isinstance(d, dict) or any(k not in d for k in _KEYS):
         raise ValueError(f"{str(path)!r} is not a prototype file (keys {list(_KEYS)})")
     return d

@@ -8,17 +8,32 @@ All readers share :class:`facecore.data.base.ImageFileDataset`'s behaviour: item
 and a clear error when the root is missing or holds no usable images. File lists are
 sorted, so item order is stable across machines.
 
-Age conventions: ``age = age_years - age_offset`` (ordinal class), ``num_classes`` =
-``max_age - min_age + 1`` of the age filter.
+Age labels (one contract for every reader with ages; training and export take the offset
+from here, never from elsewhere): ``age`` is the ordinal class, and the reader's attributes
+say what produced it:
+
+* ``age_unit``: ``"year"`` (UTKFace, CoralCSV, AFADFolder, LondonFaces with ages) or
+  ``"group"`` (FairFace);
+* ``age_offset``: the age of class 0, ``age = age_years - age_offset`` (0 for groups);
+* ``num_classes``: K; ``age_range = (age_offset, age_offset + K - 1)``: the years classes
+  ``0..K-1`` stand for (for groups: the lower bounds of the first and last group);
+* ``class_names``: the group names (FairFace only).
+
+``age_range=(lo, hi)`` (inclusive years) is honoured by every age reader: images outside it
+are skipped (``age_out_of_range``) and, unless ``age_offset`` says otherwise, class 0 is
+``lo``. Without it the range is that of the ages present (CoralCSV for a named dataset: the
+CORAL paper's classes, :data:`CORAL_NUM_CLASSES`).
 
 * :class:`UTKFace`: ``age_gender_race_datetime.jpg[.chip.jpg]``; gender 0 = male,
   1 = female; race 0 = White, 1 = Black, 2 = Asian, 3 = Indian, 4 = Others. Names with a
   missing / non-numeric / out-of-range field are skipped and counted (``malformed_name``).
   ``age_range=(21, 60)`` with the default offset reproduces the CORAL paper (40 classes,
   ``age = age_years - 21``).
-* :class:`CoralCSV`: the CORAL repository's CSVs (``[index,]file[,path],age[,gender]``), in
-  which ``age`` is **already** ``age_years - offset`` (AFAD 15, MORPH-2 16, CACD 14, UTK 21;
-  see :data:`CORAL_OFFSETS`); images are ``image_root / path`` (or ``/ file``).
+* :class:`CoralCSV`: the CORAL repository's CSVs (``[index,]file[,path],age[,gender]``, or
+  MORPH-2's file names in the unnamed first column), in which ``age`` is **already**
+  ``age_years - offset`` (AFAD 15, MORPH-2 16, CACD 14, UTK 21; see :data:`CORAL_OFFSETS`);
+  images are ``image_root / path`` (or ``/ file``). :func:`coral_csv_splits` opens the
+  paper's fixed ``*_train.csv`` / ``*_valid.csv`` / ``*_test.csv`` splits.
 * :class:`AFADFolder`: AFAD's own layout ``AGE/GENDER/ID.jpg`` with GENDER 111 = male,
   112 = female.
 * :class:`CelebA`: ``list_attr_celeba.txt`` (+-1 -> 1 / 0), ``identity_CelebA.txt``,
@@ -49,6 +64,7 @@ import numpy as np
 from facecore.data.base import IMAGE_EXTENSIONS, ImageFileDataset, check_root
 
 __all__ = [
+    "CORAL_NUM_CLASSES",
     "CORAL_OFFSETS",
     "FAIRFACE_AGE_GROUPS",
     "FAIRFACE_RACES",
@@ -60,9 +76,12 @@ __all__ = [
     "LONDON_ETHNICITIES",
     "LondonFaces",
     "UTKFace",
+    "coral_csv_splits",
 ]
 
 CORAL_OFFSETS = {"afad": 15, "morph2": 16, "morph": 16, "cacd": 14, "utk": 21, "utkface": 21}
+# classes of the CORAL paper's protocols: AFAD 15-40, MORPH-2 16-70, CACD 14-62, UTK 21-60
+CORAL_NUM_CLASSES = {"afad": 26, "morph2": 55, "morph": 55, "cacd": 49, "utk": 40, "utkface": 40}
 FAIRFACE_AGE_GROUPS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
 FAIRFACE_RACES = (
     "White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern",
@@ -100,9 +119,15 @@ class _Common(ImageFileDataset):
     ) -> tuple[list[tuple], int, int]:
         """Records ``(path, age_years, ...)`` inside ``age_range`` (inclusive; ``None``: the
         ages present); the others are skipped as ``age_out_of_range`` under ``name(path)``.
-        Sets ``age_offset`` (default: the range's minimum), ``age_range`` and
-        ``num_classes = max - offset + 1``; returns ``(kept, range minimum, offset)``."""
+        Sets the attributes that describe the labels ``age = age_years - age_offset``:
+        ``age_offset`` (default: the range's minimum), ``num_classes = max - offset + 1``,
+        ``age_range = (age_offset, max)`` (the years classes ``0..K-1`` stand for) and
+        ``age_unit = "year"``;
+        returns ``(kept, range minimum, offset)``. An offset above the range's minimum
+        (negative labels) is an error."""
         if age_range is not None:
+            if len(tuple(age_range)) != 2:
+                raise ValueError(f"age_range must be (min, max) years, got {age_range!r}")
             lo, hi = (int(a) for a in age_range)
             if lo > hi:
                 raise ValueError(f"age_range must be (min, max) with min <= max, got {age_range}")
@@ -110,14 +135,20 @@ class _Common(ImageFileDataset):
             ages = [r[1] for r in recs]
             lo, hi = (min(ages), max(ages)) if ages else (0, 0)
         off = lo if age_offset is None else int(age_offset)
+        if off > lo:
+            raise ValueError(
+                f"age_offset={off} is above the youngest kept age {lo} (labels age_years - "
+                "age_offset would be negative); set age_range or a smaller age_offset"
+            )
         kept = []
         for r in recs:
             if lo <= r[1] <= hi:
                 kept.append(r)
             else:
                 self._skip("age_out_of_range", name(r[0]))
-        self.age_offset, self.age_range = off, (lo, hi)
+        self.age_offset, self.age_range = off, (off, hi)
         self.num_classes = hi - off + 1
+        self.age_unit = "year"
         return kept, lo, off
 
 
@@ -161,8 +192,6 @@ class UTKFace(_Common):
                 continue
             recs.append((p, age, gender, race))
         kept, lo, off = self._keep_age_range(recs, age_range, age_offset, lambda q: q.name)
-        if lo - off < 0:
-            raise ValueError(f"age_offset={off} is above the youngest kept age {lo}")
         self.num_races = 5
         self.race_names = UTK_RACES
         self._setup(
@@ -182,12 +211,44 @@ class UTKFace(_Common):
 class CoralCSV(_Common):
     """A CORAL-paper CSV (``age`` already offset) plus an image root (see module doc).
 
+    The CORAL repository's per-split files (``utk_train.csv``, ``afad_valid.csv``,
+    ``morph2_test.csv``, ``cacd_train.csv`` ...; :func:`coral_csv_splits` opens a whole
+    set) in each dataset's own layout, which pandas reads with ``index_col=0``:
+
+    * UTKFace / CACD: ``,file,age`` (a row-number column, the file name, the class);
+    * AFAD: ``file,path,age,gender`` (``path`` = ``AGE/GENDER/ID.jpg`` under the image
+      root; ``gender`` male / female);
+    * MORPH-2: ``,id_num,picture_num,race,Male,...,age,...`` -- the first, unnamed
+      column is the file name (used when there is no ``file`` / ``path`` column);
+      ``Male`` 1 / -1 gives ``gender`` 0 / 1.
+
     ``dataset`` (``"afad"``, ``"morph2"``, ``"cacd"``, ``"utk"``) sets ``age_offset`` from
-    :data:`CORAL_OFFSETS` so ``age_years = age + offset``; ``num_classes`` defaults to
-    ``max(age) + 1`` over the CSV (pass it to match the paper: AFAD 26, MORPH-2 55,
-    CACD 49, UTK 40). The CSVs are per split already (``*_train.csv`` ...), so ``split`` is
-    ``None`` by default.
+    :data:`CORAL_OFFSETS` (``age_years = age + offset``) and ``num_classes`` from
+    :data:`CORAL_NUM_CLASSES` (the paper's: AFAD 26, MORPH-2 55, CACD 49, UTK 40), so the
+    train, valid and test files of one protocol agree on the classes even when a split
+    lacks the oldest age; without ``dataset``, ``age_offset`` defaults to 0 and
+    ``num_classes`` to ``max(age) + 1``. For a named dataset each row's age is also
+    checked against the age its file name / path carries (UTK and CACD ``AGE_...``, AFAD
+    ``AGE/...``, MORPH-2 ``..M22.jpg``), so a CSV read with the wrong offset is an error,
+    not a shift (``check_names=False`` turns that off).
+
+    ``age_range`` (inclusive years) keeps only rows inside it (the others are skipped as
+    ``age_out_of_range``); ``age_range[0]`` must not be below the offset, and
+    ``num_classes`` then defaults to ``age_range[1] - offset + 1``. Labels are never
+    re-offset: ``age`` is the CSV's value. The attributes ``age_offset``, ``num_classes``
+    and ``age_range = (age_offset, age_offset + num_classes - 1)`` (the years the classes
+    stand for) describe the labels, as in every age reader. The CSVs are per split
+    already, so ``split`` is ``None`` by default.
     """
+
+    _NAME_AGE = {
+        "utk": re.compile(r"^(\d+)_"),
+        "utkface": re.compile(r"^(\d+)_"),
+        "cacd": re.compile(r"^(\d+)_"),
+        "afad": re.compile(r"^(\d+)[/\\]"),
+        "morph2": re.compile(r"[MF](\d+)\.[A-Za-z]+$"),
+        "morph": re.compile(r"[MF](\d+)\.[A-Za-z]+$"),
+    }
 
     def __init__(
         self,
@@ -197,6 +258,8 @@ class CoralCSV(_Common):
         dataset: str | None = None,
         age_offset: int | None = None,
         num_classes: int | None = None,
+        age_range: tuple[int, int] | None = None,
+        check_names: bool = True,
         transform: Callable[[Any], Any] | None = None,
         mode: str = "RGB",
         verify: bool = True,
@@ -211,50 +274,141 @@ class CoralCSV(_Common):
             raise FileNotFoundError(f"CoralCSV csv_path {str(csv_path)!r} does not exist")
         if dataset is not None and dataset.lower() not in CORAL_OFFSETS:
             raise ValueError(f"dataset must be one of {sorted(CORAL_OFFSETS)}, got {dataset!r}")
-        if age_offset is None:
-            age_offset = CORAL_OFFSETS[dataset.lower()] if dataset is not None else 0
-        with open(csv_path, newline="") as f:
-            rows = list(csv.reader(f))
+        key = dataset.lower() if dataset is not None else None
+        off = int(age_offset) if age_offset is not None else (CORAL_OFFSETS[key] if key else 0)
+        rows = _read_label_file(csv_path, "CoralCSV", lambda f: list(csv.reader(f)))
         if not rows:
             raise ValueError(f"CoralCSV: {str(csv_path)!r} is empty")
         header = [h.strip() for h in rows[0]]
-        if "age" not in header or not ({"path", "file"} & set(header)):
+        has_file = bool({"path", "file"} & set(header))
+        if "age" not in header or not (has_file or (header and header[0] == "")):
             raise ValueError(
-                f"CoralCSV: {str(csv_path)!r} needs an 'age' column and a 'path' or 'file' column, "
-                f"got header {header}"
+                f"CoralCSV: {str(csv_path)!r} needs an 'age' column and a 'path' or 'file' column "
+                f"(or, as MORPH-2's, file names in the first, unnamed column), got header {header}"
             )
         ia = header.index("age")
-        ip = header.index("path") if "path" in header else header.index("file")
+        ip = header.index("path") if "path" in header else (header.index("file") if has_file else 0)
         ig = header.index("gender") if "gender" in header else None
-        paths, ages, genders = [], [], []
+        im = header.index("Male") if ig is None and "Male" in header else None
+        genders = {"male": 0, "m": 0, "0": 0, "female": 1, "f": 1, "1": 1}
+        name_age = self._NAME_AGE.get(key) if key and check_names else None
+        recs: list[tuple] = []
         for n, row in enumerate(rows[1:], start=2):
+            if not any(c.strip() for c in row):
+                continue
             try:
                 rel, age = row[ip].strip(), int(row[ia])
-                if age < 0:
+                if age < 0 or not rel:
                     raise ValueError
                 g = None
                 if ig is not None:
-                    gs = row[ig].strip().lower()
-                    g = {"male": 0, "m": 0, "0": 0, "female": 1, "f": 1, "1": 1}[gs]
+                    g = genders[row[ig].strip().lower()]
+                elif im is not None:
+                    g = {"1": 0, "-1": 1}[row[im].strip()]
             except (IndexError, ValueError, KeyError):
                 self._skip("malformed_row", f"line {n}")
                 continue
+            if name_age is not None:
+                m = name_age.search(rel)
+                if m is not None and int(m.group(1)) != age + off:
+                    raise ValueError(
+                        f"CoralCSV: {str(csv_path)!r} line {n}: {rel!r} is {int(m.group(1))} years "
+                        f"old but age {age} + age_offset {off} = {age + off}; the CSV was written "
+                        f"with another offset (pass age_offset=, or check_names=False)"
+                    )
             p = root / rel
             if not p.is_file():
                 self._skip("missing_file", rel)
                 continue
-            paths.append(p)
-            ages.append(age)
-            genders.append(g)
-        self.age_offset = int(age_offset)
-        self.num_classes = int(num_classes) if num_classes is not None else (max(ages) + 1 if ages else 0)
-        bad = [a for a in ages if a >= self.num_classes]
-        if bad:
-            raise ValueError(f"CoralCSV: age label {max(bad)} >= num_classes={self.num_classes}")
-        labels: dict[str, Any] = {"age": ages, "age_years": [a + self.age_offset for a in ages]}
-        if ig is not None:
-            labels["gender"] = genders
-        self._setup(f"CoralCSV({csv_path.name})", paths, labels, root=root, **self._split_kw)
+            recs.append((p, age + off, g))
+        if age_range is not None:
+            lo, hi = (int(a) for a in age_range)
+            if lo < off:
+                raise ValueError(
+                    f"age_range {tuple(age_range)} starts below age_offset={off}: the CSV's labels "
+                    "are age - offset and cannot be negative"
+                )
+        elif key is not None and num_classes is None:
+            lo, hi = off, off + CORAL_NUM_CLASSES[key] - 1
+        else:
+            years = [r[1] for r in recs]
+            lo = off
+            hi = (off + int(num_classes) - 1) if num_classes is not None else (max(years) if years else off)
+        if num_classes is not None and age_range is None:
+            top = max((r[1] for r in recs), default=off)
+            if top > off + int(num_classes) - 1:
+                raise ValueError(
+                    f"CoralCSV: age label {top - off} >= num_classes={int(num_classes)} "
+                    "(pass age_range= to drop the older rows)"
+                )
+            kept = recs
+        else:
+            kept, _, _ = self._keep_age_range(recs, (lo, hi), off, lambda q: str(q.relative_to(root)))
+        self.num_classes = int(num_classes) if num_classes is not None else hi - off + 1
+        self.age_offset, self.age_range = off, (off, off + self.num_classes - 1)
+        self.age_unit = "year"
+        if any(r[1] - off >= self.num_classes for r in kept):
+            bad = max(r[1] - off for r in kept)
+            raise ValueError(f"CoralCSV: age label {bad} >= num_classes={self.num_classes}")
+        labels: dict[str, Any] = {
+            "age": [r[1] - off for r in kept],
+            "age_years": [r[1] for r in kept],
+        }
+        if ig is not None or im is not None:
+            labels["gender"] = [r[2] for r in kept]
+        self._setup(f"CoralCSV({csv_path.name})", [r[0] for r in kept], labels, root=root, **self._split_kw)
+
+
+def coral_csv_splits(
+    csv: str | Path | dict[str, str | Path],
+    image_root: str | Path,
+    *,
+    dataset: str | None = None,
+    splits: Sequence[str] = ("train", "valid", "test"),
+    **kwargs: Any,
+) -> dict[str, CoralCSV]:
+    """The CORAL paper's fixed splits: one :class:`CoralCSV` per split.
+
+    ``csv`` is a ``{"train": path, "valid": path, "test": path}`` mapping, or a prefix
+    ``DIR/NAME`` naming ``DIR/NAME_train.csv``, ``DIR/NAME_valid.csv``,
+    ``DIR/NAME_test.csv`` (or any one of those files), or a folder holding exactly one
+    ``*_train.csv`` (its ``*_valid.csv`` / ``*_test.csv`` beside it). ``dataset`` defaults to ``NAME`` when it
+    is one of :data:`CORAL_OFFSETS` (``utk``, ``afad``, ``morph2``, ``cacd``), so every
+    split has the same ``age_offset`` and ``num_classes``. A split whose file is missing
+    is an error naming it; pass ``splits=("train", "test")`` for a protocol without a
+    validation file. ``kwargs`` go to every :class:`CoralCSV` (``transform`` ...).
+
+    >>> parts = coral_csv_splits("coral-cnn/datasets/utk", "UTKFace/")  # utk_*.csv
+    >>> parts["train"].num_classes, parts["test"].age_offset
+    (40, 21)
+    """
+    if isinstance(csv, dict):
+        files = {s: Path(csv[s]) for s in splits if s in csv}
+        missing = [s for s in splits if s not in csv]
+        if missing:
+            raise ValueError(f"csv mapping has no {missing} entries (it has {sorted(csv)})")
+        name = None
+    else:
+        base = Path(csv)
+        if base.is_dir():
+            found = sorted(base.glob("*_train.csv"))
+            if len(found) != 1:
+                raise ValueError(
+                    f"csv folder {str(base)!r} must hold exactly one *_train.csv, found "
+                    f"{[p.name for p in found]}; pass the prefix DIR/NAME instead"
+                )
+            base = found[0].with_name(found[0].name[: -len("_train.csv")])
+        m = re.match(r"^(.+)_(train|valid|test)\.csv$", base.name)
+        if m is not None:  # one of the split files was given
+            base = base.with_name(m.group(1))
+        name = base.name
+        files = {s: base.with_name(f"{name}_{s}.csv") for s in splits}
+    for s, p in files.items():
+        if not p.is_file():
+            raise FileNotFoundError(f"CORAL {s} split file {str(p)!r} does not exist")
+    if dataset is None and name is not None and name.lower() in CORAL_OFFSETS:
+        dataset = name.lower()
+    return {s: CoralCSV(p, image_root, dataset=dataset, **kwargs) for s, p in files.items()}
 
 
 class AFADFolder(_Common):
@@ -290,8 +444,6 @@ class AFADFolder(_Common):
         kept, _, off = self._keep_age_range(
             recs, age_range, age_offset, lambda q: str(q.relative_to(root))
         )
-        if kept and min(r[1] for r in kept) < off:
-            raise ValueError(f"age_offset={off} is above the youngest kept age; set age_range")
         self._setup(
             "AFAD",
             [r[0] for r in kept],
@@ -301,11 +453,23 @@ class AFADFolder(_Common):
         )
 
 
+def _read_label_file(path: Path, reader: str, parse: Callable[[Any], Any]) -> Any:
+    """``parse(open text file)`` of a label file; a file that cannot be read or parsed (bad
+    JSON / CSV, not text) is one ``ValueError`` line naming the reader and the file."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return parse(f)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as e:  # JSONDecodeError too
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{reader}: cannot read the label file {str(path)!r} ({type(e).__name__}: {detail})"
+        ) from None
+
+
 def _read_table(path: Path, what: str) -> list[list[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"CelebA: {what} file {str(path)!r} does not exist")
-    with open(path) as f:
-        return [line.split() for line in f if line.strip()]
+    return _read_label_file(path, "CelebA", lambda f: [line.split() for line in f if line.strip()])
 
 
 class CelebA(_Common):
@@ -384,6 +548,13 @@ class FairFace(_Common):
     ``file,age,gender,race`` label files) is read too. ``age`` = index of the group in
     ``age_groups`` (default :data:`FAIRFACE_AGE_GROUPS`); ``race`` (when present) = index in
     :data:`FAIRFACE_RACES`. No ``age_years`` (only groups are known).
+
+    ``age_range`` (inclusive years) keeps the groups whose lower bound lies in it
+    (``(20, 59)``: ``20-29`` .. ``50-59``; ``(20, 70)`` adds ``70+``); the images of the
+    other groups are skipped as ``age_out_of_range`` and the kept groups are renumbered
+    from 0. The labels are group indices: ``age_unit = "group"``, ``age_offset = 0``,
+    ``class_names`` / ``age_groups`` = the kept groups, ``age_range`` = the lower bounds
+    of the first and last kept group.
     """
 
     def __init__(
@@ -392,6 +563,7 @@ class FairFace(_Common):
         *,
         annotations: str | Path | None = None,
         age_groups: Sequence[str] = FAIRFACE_AGE_GROUPS,
+        age_range: tuple[int, int] | None = None,
         transform: Callable[[Any], Any] | None = None,
         mode: str = "RGB",
         verify: bool = True,
@@ -405,17 +577,35 @@ class FairFace(_Common):
         if not ann.is_file():
             raise FileNotFoundError(f"FairFace annotations {str(ann)!r} do not exist")
         if ann.suffix.lower() == ".csv":
-            with open(ann, newline="") as f:
-                entries = list(csv.DictReader(f))
+            entries = _read_label_file(ann, "FairFace", lambda f: list(csv.DictReader(f)))
             for e in entries:
                 e.setdefault("filename", e.get("file", ""))
         else:
-            with open(ann) as f:
-                entries = json.load(f)
+            entries = _read_label_file(ann, "FairFace", json.load)
             if not isinstance(entries, list):
                 raise ValueError(f"FairFace: {str(ann)!r} must hold a JSON list of records")
-        self.age_groups = tuple(age_groups)
+        all_groups = tuple(str(g) for g in age_groups)
+        lower = []
+        for g in all_groups:
+            m = re.match(r"^\s*(\d+)", g)
+            if m is None:
+                raise ValueError(f"age_groups must start with their lowest age (e.g. '20-29'), got {g!r}")
+            lower.append(int(m.group(1)))
+        if age_range is not None:
+            if len(tuple(age_range)) != 2 or int(age_range[0]) > int(age_range[1]):
+                raise ValueError(f"age_range must be (min, max) years with min <= max, got {age_range!r}")
+            lo, hi = (int(a) for a in age_range)
+            keep = [g for g, b in zip(all_groups, lower) if lo <= b <= hi]
+            if not keep:
+                raise ValueError(f"age_range {tuple(age_range)} keeps none of the age groups {list(all_groups)}")
+        else:
+            keep = list(all_groups)
+        self.age_groups = tuple(keep)
+        self.class_names = self.age_groups
         self.num_classes = len(self.age_groups)
+        self.age_offset = 0
+        self.age_unit = "group"
+        self.age_range = (lower[all_groups.index(keep[0])], lower[all_groups.index(keep[-1])])
         gmap = {"male": 0, "female": 1}
         races = {r.lower(): i for i, r in enumerate(FAIRFACE_RACES)}
         recs = []
@@ -423,17 +613,21 @@ class FairFace(_Common):
         for e in entries:
             try:
                 fname = str(e["filename"])
-                age = self.age_groups.index(str(e["age"]).strip())
+                group = str(e["age"]).strip()
+                all_groups.index(group)  # ValueError: not a known group
                 gender = gmap[str(e["gender"]).strip().lower()]
                 race = races[str(e["race"]).strip().lower()] if has_race else 0
             except (KeyError, ValueError, TypeError):
                 self._skip("malformed_record", str(e.get("filename", e) if isinstance(e, dict) else e))
                 continue
+            if group not in self.age_groups:
+                self._skip("age_out_of_range", fname)
+                continue
             p = root / fname
             if not p.is_file():
                 self._skip("missing_file", fname)
                 continue
-            recs.append((p, age, gender, race))
+            recs.append((p, self.age_groups.index(group), gender, race))
         labels: dict[str, Any] = {"age": [r[1] for r in recs], "gender": [r[2] for r in recs]}
         if has_race:
             labels["race"] = [r[3] for r in recs]
@@ -529,11 +723,7 @@ class LondonFaces(_Common):
         ann = root / "labels.csv"
         if not ann.is_file():
             raise FileNotFoundError(f"LondonFaces: labels file {str(ann)!r} does not exist")
-        try:
-            with open(ann, newline="") as f:
-                rows = list(csv.DictReader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise ValueError(f"LondonFaces: cannot read {str(ann)!r}: {e}") from None
+        rows = _read_label_file(ann, "LondonFaces", lambda f: list(csv.DictReader(f)))
         need = ("file", "person", "age", "gender", "ethnicity", "expression")
         if not rows or any(k not in rows[0] for k in need):
             raise ValueError(f"LondonFaces: {str(ann)!r} must have the columns {', '.join(need)}")
@@ -565,8 +755,6 @@ class LondonFaces(_Common):
         labels: dict[str, Any] = {}
         if with_age:
             recs, lo, off = self._keep_age_range(recs, age_range, age_offset, lambda q: q.name)
-            if lo - off < 0:
-                raise ValueError(f"age_offset={off} is above the youngest kept age {lo}")
             labels["age"] = [r[1] - off for r in recs]
             labels["age_years"] = [r[1] for r in recs]
         persons = sorted({r[5] for r in recs}, key=_natural_key)

@@ -64,7 +64,12 @@ import torch
 from facecore.data.base import FaceDataset
 from facecore.data.splits import split_indices
 
-__all__ = ["SyntheticFaces", "face_parameters", "render_face", "render_faces"]
+__all__ = ["GENDER_CUES", "SyntheticFaces", "face_parameters", "render_face", "render_faces"]
+
+#: The gender cues the renderer draws (``SyntheticFaces(gender_cues=...)`` can decouple each
+#: from the gender label): ``hair`` (length, receding hairline), ``face`` (width, jaw taper,
+#: eye size), ``brows`` (thickness), ``lips`` (fullness, colour), ``stubble``.
+GENDER_CUES = ("hair", "face", "brows", "lips", "stubble")
 
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -168,6 +173,7 @@ def face_parameters(
     race: np.ndarray,
     t: np.ndarray,
     pose_jitter: float = 1.0,
+    cue_gender: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Rendering parameters (float64 ``[B]`` or ``[B, 3]`` arrays) of generator items ``index``.
 
@@ -176,10 +182,14 @@ def face_parameters(
     ``pose_jitter`` scales the pose nuisance (rotation, shift, scale around its mean 0.98):
     1 is the default spread, 0 puts every face at the same pose (the same draws are used,
     so only the pose changes).
+    ``cue_gender``: per gender cue (see :data:`GENDER_CUES`), the ``[B]`` gender that cue is
+    drawn with instead of ``gender`` (the draws themselves are unchanged).
     """
     idx = np.asarray(index, dtype=np.int64)
     ident = np.asarray(identity, dtype=np.int64)
-    female = np.asarray(gender) == 1
+    cue_female = {
+        c: np.asarray((cue_gender or {}).get(c, gender)) == 1 for c in GENDER_CUES
+    }
     race = np.asarray(race, dtype=np.int64)
     d = _Draws(_hash_uniforms(seed, ident, _TRAIT_DOMAIN, _NUM_DRAWS))
     p: dict[str, np.ndarray] = {}
@@ -190,22 +200,22 @@ def face_parameters(
     hair_l = np.where(dark, 0.04 + 0.14 * hl, 0.22 + 0.33 * hl)
     p["hair"] = np.clip(hair_l[:, None] * np.array([1.25, 1.0, 0.72]) + d.u(0, 0.04, 3), 0, 1)
     p["iris"] = _IRIS[np.where(race == 2, 0, np.minimum((d.u() * 4).astype(np.int64), 3))]
-    p["face_w"] = d.u(0.50, 0.58) + np.where(female, 0.0, 0.035)
+    p["face_w"] = d.u(0.50, 0.58) + np.where(cue_female["face"], 0.0, 0.035)
     p["face_h"] = d.u(0.66, 0.76)
-    p["jaw"] = np.where(female, d.u(0.28, 0.42), d.u(0.08, 0.22))
+    p["jaw"] = np.where(cue_female["face"], d.u(0.28, 0.42), d.u(0.08, 0.22))
     p["eye_dx"] = d.u(0.19, 0.25)
-    p["eye_size"] = d.u(0.85, 1.15) * np.where(female, 1.06, 1.0)
+    p["eye_size"] = d.u(0.85, 1.15) * np.where(cue_female["face"], 1.06, 1.0)
     p["nose_w"] = d.u(0.8, 1.25)
     p["nose_len"] = d.u(0.85, 1.15)
     p["mouth_w"] = d.u(0.85, 1.2)
-    p["lips"] = d.u(0.9, 1.3) * np.where(female, 1.2, 1.0)
-    p["lip_col"] = _LIP[female.astype(np.int64)]
-    p["brow"] = d.u(0.8, 1.1) * np.where(female, 1.0, 1.8)
+    p["lips"] = d.u(0.9, 1.3) * np.where(cue_female["lips"], 1.2, 1.0)
+    p["lip_col"] = _LIP[cue_female["lips"].astype(np.int64)]
+    p["brow"] = d.u(0.8, 1.1) * np.where(cue_female["brows"], 1.0, 1.8)
     long_m = d.u() < 0.3
-    p["hair_len"] = np.where(female, d.u(0.55, 1.0), d.u(0.0, 0.2) * long_m)
-    p["recede"] = np.where(female, 0.0, d.u())
+    p["hair_len"] = np.where(cue_female["hair"], d.u(0.55, 1.0), d.u(0.0, 0.2) * long_m)
+    p["recede"] = np.where(cue_female["hair"], 0.0, d.u())
     has_stubble = d.u() < 0.5
-    p["stubble"] = np.where(female, 0.0, d.u(0.0, 0.6) * has_stubble)
+    p["stubble"] = np.where(cue_female["stubble"], 0.0, d.u(0.0, 0.6) * has_stubble)
     grey_onset = d.u(0.2, 0.55)
     wrinkle = d.u(0.75, 1.25)
     age_offset = d.normal(0.05)
@@ -630,6 +640,23 @@ def render_face(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     return render_faces(p, size)[0]
 
 
+def _check_gender_cues(cues: Any) -> dict[int, tuple[str, ...]] | None:
+    if cues is None:
+        return None
+    if not isinstance(cues, dict):
+        raise ValueError(f"gender_cues must be a dict {{race: cues}} or None, got {cues!r}")
+    out = {}
+    for race, names in cues.items():
+        if isinstance(race, bool) or not isinstance(race, int | np.integer) or not 0 <= race < 3:
+            raise ValueError(f"gender_cues keys must be skin-tone groups 0, 1, 2, got {race!r}")
+        names = (names,) if isinstance(names, str) else tuple(names)
+        bad = [c for c in names if c not in GENDER_CUES]
+        if bad:
+            raise ValueError(f"gender_cues[{race}] has unknown cues {bad}; known: {list(GENDER_CUES)}")
+        out[int(race)] = names
+    return out
+
+
 class SyntheticFaces(FaceDataset):
     """Procedural face images with known labels, generated on the fly (see module docstring).
 
@@ -648,6 +675,12 @@ class SyntheticFaces(FaceDataset):
         pose_jitter: scale of the per-image pose nuisance (rotation, shift, scale); 1 is
             the default, smaller values align the faces (sharper mean faces, e.g. for the
             gender prototypes of :mod:`facecore.privacy`), 0 fixes the pose.
+        gender_cues: plant a group-dependent gender cue (a known bias): ``{race: cues}``
+            maps a skin-tone group to the subset of :data:`GENDER_CUES` that follow the
+            gender label for its identities; the other cues of that group are drawn with an
+            independent per-identity coin (same marginal look, no information about gender).
+            Groups not in the mapping keep every cue. ``None`` (default): every cue follows
+            gender everywhere (images are unchanged). Labels never change.
 
     Items are ``(image, {"age", "age_years", "gender", "race", "identity"})``.
     :meth:`batch` renders many items into one tensor (handy without a DataLoader);
@@ -674,6 +707,7 @@ class SyntheticFaces(FaceDataset):
         split_seed: int | None = None,
         cache: bool = False,
         pose_jitter: float = 1.0,
+        gender_cues: dict[int, Sequence[str]] | None = None,
     ) -> None:
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
@@ -713,6 +747,7 @@ class SyntheticFaces(FaceDataset):
         )
         self.cache = cache
         self._cache: dict[int, np.ndarray] = {}
+        self.gender_cues = _check_gender_cues(gender_cues)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -740,8 +775,23 @@ class SyntheticFaces(FaceDataset):
             p = face_parameters(
                 self.seed, self.indices[q], lab["identity"][q], lab["gender"][q], lab["race"][q], t,
                 self.pose_jitter,
+                self._cue_gender(q),
             )
             render_faces(p, S, out[c0 : c0 + len(q)])
+        return out
+
+    def _cue_gender(self, q: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Per cue, the gender it is drawn with for positions ``q`` (``gender_cues``)."""
+        if self.gender_cues is None:
+            return None
+        lab = self._labels
+        coin = (_hash_uniform(self.seed, lab["identity"][q], 4) < 0.5).astype(np.int64)
+        out = {}
+        for cue in GENDER_CUES:
+            follows = np.array(
+                [cue in self.gender_cues.get(int(r), GENDER_CUES) for r in lab["race"][q]], bool
+            )
+            out[cue] = np.where(follows, lab["gender"][q], coin)
         return out
 
     def render_batch(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ Conventions (they match torchvision's, so pipelines port over unchanged):
   PyTorch) or from an explicit ``generator=``.
 
 :class:`PreprocessConfig` bundles what a model needs to see at inference time
-(``input_size``, ``resize``, ``mean``, ``std``, ``grayscale``); it serialises with
+(``input_size``, ``resize``, ``mean``, ``std``, ``grayscale``); it is the one form of that
+spec everywhere (training, export metadata, the predictor), serialises with
 ``to_dict()`` / ``from_dict()`` and builds ``train_transform()`` / ``eval_transform()``.
 Presets:
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -49,12 +50,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from facecore.data.images import to_8bit
+
 __all__ = [
     "CORAL_PREPROCESS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "LUMA",
+    "RESIZE_MODES",
     "SYNTHETIC_PREPROCESS",
     "CenterCrop",
+    "CenterCropFraction",
     "ColorJitter",
     "Compose",
     "Grayscale",
@@ -64,6 +70,7 @@ __all__ = [
     "RandomHorizontalFlip",
     "Resize",
     "ToTensor",
+    "as_preprocess",
     "eval_pipeline",
     "to_tensor",
 ]
@@ -71,7 +78,9 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_LUMA = (0.299, 0.587, 0.114)
+#: ITU-R 601-2 luma weights of R, G, B (Pillow's ``convert("L")``); the one definition,
+#: also used by the exported :class:`facecore.serving.ServingModule`.
+LUMA = (0.299, 0.587, 0.114)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -109,7 +118,7 @@ def to_tensor(img: Any) -> torch.Tensor:
     """Convert an image to a float32 tensor ``[C, H, W]`` in [0, 1].
 
     PIL images are converted as-is (``L`` gives one channel, ``RGB`` three; other modes
-    are converted to ``RGB`` first); ``uint8`` data is divided by 255; float data is kept
+    are converted to 8-bit ``RGB`` first by :func:`facecore.data.images.to_8bit`); ``uint8`` data is divided by 255; float data is kept
     (assumed already in [0, 1]); tensors pass through (``uint8`` tensors divided by 255).
     """
     _check_image(img)
@@ -121,7 +130,7 @@ def to_tensor(img: Any) -> torch.Tensor:
         return img.float()
     if isinstance(img, Image.Image):
         if img.mode not in ("L", "RGB"):
-            img = img.convert("RGB")
+            img = to_8bit(img, "RGB")  # facecore's one decoder (16-bit scaled, odd modes refused)
         arr = np.asarray(img)
     else:
         arr = img
@@ -250,6 +259,31 @@ class CenterCrop:
         return f"CenterCrop(size=({self.h}, {self.w}))"
 
 
+class CenterCropFraction:
+    """Crop the centred square whose side is ``fraction`` of the shorter side
+    (``round(fraction * min(H, W))``, at least 1 px), placed as :class:`CenterCrop` does.
+
+    For wide-margin face crops (FairFace's 448 px crops carry the face in the middle
+    ~60%) this zooms onto the face before the resize; the CORAL code's MORPH-2 pipeline
+    does the same with ``CenterCrop(140)`` on 200 px aligned faces (``fraction=0.7``).
+    ``fraction=1`` keeps the central square of the shorter side."""
+
+    def __init__(self, fraction: float) -> None:
+        f = float(fraction)
+        if not math.isfinite(f) or not 0.0 < f <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+        self.fraction = f
+
+    def __call__(self, img: Any) -> Any:
+        _check_image(img)
+        H, W = _hw(img)
+        side = max(1, int(round(self.fraction * min(H, W))))
+        return CenterCrop(side)(img)
+
+    def __repr__(self) -> str:
+        return f"CenterCropFraction(fraction={self.fraction})"
+
+
 class RandomCrop:
     """Crop a ``size`` window at a uniformly random position (offsets inclusive of the edges)."""
 
@@ -302,7 +336,7 @@ class RandomHorizontalFlip:
 def _grey(t: torch.Tensor) -> torch.Tensor:
     """ITU-R 601-2 luma of a [3, H, W] tensor, shape [1, H, W]."""
     r, g, b = t[0], t[1], t[2]
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(0)
+    return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(0)
 
 
 class Grayscale:
@@ -486,109 +520,210 @@ class Normalize(nn.Module):
 # ----------------------------------------------------------------------------- presets
 
 
+RESIZE_MODES = ("shorter", "square")
+
+
+def _positive_int(key: str, value: Any, hint: str) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    raise ValueError(f"preprocess.{key} must be a positive int ({hint}), got {value!r}")
+
+
+def _values(key: str, value: Any) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"preprocess.{key} must be a list of 1 or 3 numbers, got {value!r}"
+        ) from None
+    if len(out) not in (1, 3) or not all(math.isfinite(v) for v in out):
+        raise ValueError(f"preprocess.{key} must be a list of 1 or 3 finite numbers, got {value!r}")
+    return out
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """What a model expects as input, serialisable into export metadata.
+    """What a model expects as input; the one form of the preprocessing spec (training,
+    export metadata, the predictor). Validated on construction (:meth:`__post_init__` is
+    the only validator; :meth:`from_dict` / :func:`as_preprocess` go through it).
 
     * ``resize``: first resize, shorter side to ``resize`` (``resize_mode="shorter"``) or the
-      whole image to ``resize x resize`` (``resize_mode="square"``, the CORAL code's choice).
+      whole image to ``resize x resize`` (``resize_mode="square"``, the CORAL code's choice);
+      ``None`` means ``input_size``. Must be ``>= input_size``.
     * ``input_size``: then crop ``input_size x input_size``, random for training, centred for
-      evaluation (``input_size <= resize``).
-    * ``mean`` / ``std``: per-channel normalisation of the [0, 1] RGB tensor.
-    * ``grayscale``: convert to luma and replicate to 3 channels before everything else.
+      evaluation (a square pair ``(s, s)`` is accepted and stored as ``s``).
+    * ``mean`` / ``std``: per-channel normalisation of the [0, 1] tensor: 3 values (RGB), or 1
+      value for a one-channel model, which sees the luma ``0.299 R + 0.587 G + 0.114 B``.
+    * ``grayscale``: convert to luma (replicated to 3 channels) before everything else.
     * ``horizontal_flip``: random left-right flip probability used by ``train_transform``.
+    * ``crop_fraction``: before the resize, keep the centred square of ``crop_fraction`` x
+      the shorter side (:class:`CenterCropFraction`); ``1.0`` (default) = no such crop.
+
+    :meth:`fixed_transform` (grayscale? -> crop fraction? -> resize: the same every epoch,
+    what :class:`facecore.data.cache.DecodedImageCache` stores) followed by
+    :meth:`random_transform` is :meth:`train_transform` / :meth:`eval_transform`.
+
+    ``to_dict()`` / ``from_dict()`` round-trip exactly (through JSON too); export metadata
+    stores ``to_dict()``.
     """
 
     input_size: int
-    resize: int
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    resize: int | None = None
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
     grayscale: bool = False
     resize_mode: str = "shorter"
     horizontal_flip: float = 0.0
+    crop_fraction: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("input_size", "resize"):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.input_size > self.resize:
+        size = self.input_size
+        if isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2 and size[0] == size[1]:
+            size = size[0]
+        size = _positive_int("input_size", size, "one side of the square crop")
+        resize = size if self.resize is None else _positive_int(
+            "resize", self.resize, "the size before the crop"
+        )
+        if resize < size:
             raise ValueError(
-                f"input_size ({self.input_size}) must be <= resize ({self.resize})"
+                f"preprocess.resize must be >= input_size ({size}): the image is resized, then "
+                f"center-cropped; got resize={resize}"
             )
-        if self.resize_mode not in ("shorter", "square"):
-            raise ValueError(f"resize_mode must be 'shorter' or 'square', got {self.resize_mode!r}")
-        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
-        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise ValueError(f"mean and std must have 3 entries, got {self.mean} and {self.std}")
-        if min(self.std) <= 0:
-            raise ValueError(f"std must be positive, got {self.std}")
-        if not 0.0 <= self.horizontal_flip <= 1.0:
-            raise ValueError(f"horizontal_flip must be in [0, 1], got {self.horizontal_flip}")
+        mean, std = _values("mean", self.mean), _values("std", self.std)
+        if len(mean) != len(std):
+            raise ValueError(
+                f"preprocess.mean and preprocess.std must have the same length (1 or 3), got "
+                f"{list(mean)} and {list(std)}"
+            )
+        if min(std) <= 0:
+            raise ValueError(f"preprocess.std must be positive, got {list(std)}")
+        if not isinstance(self.grayscale, bool):
+            raise ValueError(f"preprocess.grayscale must be true or false, got {self.grayscale!r}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(
+                f"preprocess.resize_mode must be one of {' | '.join(RESIZE_MODES)}, got "
+                f"{self.resize_mode!r}"
+            )
+        flip = self.horizontal_flip
+        if isinstance(flip, bool) or not isinstance(flip, numbers.Real) or not 0.0 <= flip <= 1.0:
+            raise ValueError(f"preprocess.horizontal_flip must be in [0, 1], got {flip!r}")
+        crop = self.crop_fraction
+        if (isinstance(crop, bool) or not isinstance(crop, numbers.Real)
+                or not math.isfinite(crop) or not 0.0 < crop <= 1.0):
+            raise ValueError(f"preprocess.crop_fraction must be in (0, 1], got {crop!r}")
+        for name, value in (("input_size", size), ("resize", resize), ("mean", mean),
+                            ("std", std), ("horizontal_flip", float(flip)),
+                            ("crop_fraction", float(crop))):
+            object.__setattr__(self, name, value)
+
+    @property
+    def channels(self) -> int:
+        """Channels the model sees: 3, or 1 (luma) when ``mean`` / ``std`` have one value."""
+        return len(self.mean)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict; :meth:`from_dict` inverts it exactly. ``crop_fraction`` is
+        written only when it crops (< 1), so metadata without it reads as before."""
         d = asdict(self)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        if d["crop_fraction"] == 1.0:
+            del d["crop_fraction"]
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+    def from_dict(cls, d: Any) -> PreprocessConfig:
+        """Build from a mapping (e.g. ``metadata["preprocess"]``): unknown keys, a missing
+        ``input_size`` and invalid values raise ``ValueError`` (a non-mapping ``TypeError``)."""
+        if not isinstance(d, Mapping):
+            raise TypeError(
+                "preprocess must be a PreprocessConfig or a mapping with input_size, resize, "
+                f"mean, std, ...; got {type(d).__name__}"
+            )
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ValueError(f"unknown PreprocessConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        kw = dict(d)
-        for k in ("mean", "std"):
-            if k in kw:
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
+            raise ValueError(f"unknown preprocess keys {unknown}; known: {', '.join(known)}")
+        if "input_size" not in d:
+            raise ValueError(f"preprocess is missing input_size; keys: {', '.join(known)}")
+        return cls(**dict(d))
 
     def _resize(self) -> Resize:
         return Resize(self.resize if self.resize_mode == "shorter" else (self.resize, self.resize))
 
     def _head(self) -> list[Callable[[Any], Any]]:
-        return [Grayscale(3)] if self.grayscale else []
+        if self.channels == 1:
+            head: list[Callable[[Any], Any]] = [Grayscale(1)]
+        else:
+            head = [Grayscale(3)] if self.grayscale else []
+        if self.crop_fraction < 1.0:
+            head.append(CenterCropFraction(self.crop_fraction))
+        return head
 
     def normalize_module(self) -> Normalize:
         """The scriptable :class:`Normalize` for this config (exports put it before the model)."""
         return Normalize(self.mean, self.std)
 
-    def train_transform(self, *, normalize: bool = True) -> Compose:
-        """Grayscale? -> resize -> random crop -> random flip? -> to tensor -> normalise?"""
-        ts = self._head() + [self._resize(), RandomCrop(self.input_size)]
-        if self.horizontal_flip > 0:
-            ts.append(RandomHorizontalFlip(self.horizontal_flip))
+    def fixed_transform(self) -> Compose:
+        """The deterministic start of both pipelines: grayscale? -> centre crop fraction? ->
+        resize. Its output (a ``PIL.Image``) is what
+        :class:`facecore.data.cache.DecodedImageCache` stores."""
+        return Compose(self._head() + [self._resize()])
+
+    def random_transform(self, *, train: bool, normalize: bool = True) -> Compose:
+        """What follows :meth:`fixed_transform`: random crop -> random flip? (``train``)
+        or centre crop (evaluation) -> to tensor -> normalise?. It accepts the cached
+        ``uint8`` arrays as well as PIL images, with identical results."""
+        if train:
+            ts: list[Callable[[Any], Any]] = [RandomCrop(self.input_size)]
+            if self.horizontal_flip > 0:
+                ts.append(RandomHorizontalFlip(self.horizontal_flip))
+        else:
+            ts = [CenterCrop(self.input_size)]
         ts.append(ToTensor())
         if normalize:
             ts.append(self.normalize_module())
         return Compose(ts)
 
+    def train_transform(self, *, normalize: bool = True) -> Compose:
+        """Grayscale? -> crop fraction? -> resize -> random crop -> random flip? -> to
+        tensor -> normalise? (:meth:`fixed_transform` then :meth:`random_transform`)."""
+        return Compose(
+            self.fixed_transform().transforms
+            + self.random_transform(train=True, normalize=normalize).transforms
+        )
+
     def eval_transform(self, *, normalize: bool = True) -> Compose:
-        """Grayscale? -> resize -> centre crop -> to tensor -> normalise? (``normalize=False``
-        gives the [0, 1] input an exported model, which normalises itself, expects)."""
-        ts = eval_pipeline(
-            self.input_size, self.resize, resize_mode=self.resize_mode, grayscale=self.grayscale
-        ).transforms
-        if normalize:
-            ts.append(self.normalize_module())
-        return Compose(ts)
+        """Grayscale? -> crop fraction? -> resize -> centre crop -> to tensor -> normalise:
+        the model's input. ``normalize=False`` gives :func:`eval_pipeline` (RGB
+        ``[3, S, S]`` in [0, 1], what an exported model, which normalises itself, expects)."""
+        if not normalize:
+            return eval_pipeline(self)
+        return Compose(
+            self.fixed_transform().transforms
+            + self.random_transform(train=False, normalize=True).transforms
+        )
 
 
-def eval_pipeline(
-    input_size: int, resize: int, *, resize_mode: str = "shorter", grayscale: bool = False
-) -> Compose:
-    """The evaluation transform without normalisation: grayscale (3 channels)? -> resize
-    (``resize_mode="shorter"``: shorter side to ``resize``; ``"square"``: ``resize x resize``)
-    -> centre crop ``input_size`` -> float32 tensor ``[3, S, S]`` in [0, 1]. It is what
-    :meth:`PreprocessConfig.eval_transform` starts with and what the predictor feeds an
-    exported model (which normalises itself)."""
-    if resize_mode not in ("shorter", "square"):
-        raise ValueError(f"resize_mode must be 'shorter' or 'square', got {resize_mode!r}")
-    head: list[Callable[[Any], Any]] = [Grayscale(3)] if grayscale else []
-    size = resize if resize_mode == "shorter" else (resize, resize)
-    return Compose(head + [Resize(size), CenterCrop(input_size), ToTensor()])
+def as_preprocess(preprocess: Any) -> PreprocessConfig:
+    """``preprocess`` as a :class:`PreprocessConfig` (a config, or a mapping through
+    :meth:`PreprocessConfig.from_dict`)."""
+    if isinstance(preprocess, PreprocessConfig):
+        return preprocess
+    return PreprocessConfig.from_dict(preprocess)
+
+
+def eval_pipeline(preprocess: PreprocessConfig) -> Compose:
+    """The evaluation transform without normalisation: grayscale (3 channels)? -> centred
+    square of ``crop_fraction`` x the shorter side (if < 1) -> resize (``"shorter"``:
+    shorter side to ``resize``; ``"square"``: ``resize x resize``) -> centre crop
+    ``input_size`` -> float32 tensor ``[3, S, S]`` in [0, 1]. It is what the predictor
+    feeds an exported model (which normalises, and takes the luma for one-channel models)."""
+    pre = as_preprocess(preprocess)
+    head: list[Callable[[Any], Any]] = [Grayscale(3)] if pre.grayscale else []
+    if pre.crop_fraction < 1.0:
+        head.append(CenterCropFraction(pre.crop_fraction))
+    return Compose(head + [pre._resize(), CenterCrop(pre.input_size), ToTensor()])
 
 
 CORAL_PREPROCESS = PreprocessConfig(

@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from facecore.losses._inputs import check_embeddings_and_labels
+
 __all__ = ["CenterLoss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -68,31 +70,10 @@ class CenterLoss(nn.Module):
         )
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if features.dim() != 2 or features.shape[1] != self.embedding_dim:
-            raise ValueError(
-                "features must have shape [N, "
-                + str(self.embedding_dim)
-                + "], got "
-                + str(list(features.shape))
-            )
-        if labels.dim() != 1 or labels.shape[0] != features.shape[0]:
-            raise ValueError(
-                "labels must have shape [N] = ["
-                + str(features.shape[0])
-                + "], got "
-                + str(list(labels.shape))
-            )
+        check_embeddings_and_labels(
+            features, labels, self.embedding_dim, self.num_classes, "features"
+        )
         idx = labels.long()
-        if idx.numel() > 0:
-            lo = int(idx.min())
-            hi = int(idx.max())
-            if lo < 0 or hi >= self.num_classes:
-                raise ValueError(
-                    "labels must be in [0, "
-                    + str(self.num_classes - 1)
-                    + "], got a label "
-                    + str(lo if lo < 0 else hi)
-                )
         centers = self.centers.to(features.dtype)
         if self.use_update_rule:
             centers = centers.clone()

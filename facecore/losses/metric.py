@@ -1,7 +1,7 @@
 """Metric-learning losses for face matching (``nn.Module``, scriptable, exportable).
 
 Composed in the spirit of pytorch-metric-learning (PML) from a distance
-object (:mod:`facecore.distances`), an optional miner (:mod:`facecore.miners`)
+object (:mod:`facecore.losses.distances`), an optional miner (:mod:`facecore.losses.miners`)
 and a reduction, but computed by the fused ops of
 :mod:`facecore.ops.matching` in ``O(B^2)`` memory. With the same distance,
 miner and margins they return PML's loss and gradients.
@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 import facecore.ops  # noqa: F401  (loads the compiled ops)
-from facecore.distances import LpDistance
-from facecore.miners import TripletMiner
+from facecore.losses.distances import LpDistance
+from facecore.losses.miners import TripletMiner
 from facecore.ops.matching import MatchingLoss
 
-__all__ = ["TripletMarginLoss", "ContrastiveLoss"]
+__all__ = ["PAIR_LOSSES", "TripletMarginLoss", "ContrastiveLoss"]
 
 _REDUCTIONS = ("mean_nonzero", "mean", "sum")
 
@@ -48,12 +48,12 @@ class TripletMarginLoss(nn.Module):
         margin: the loss margin (PML's default 0.05); for a similarity
             (``CosineSimilarity``) it is a difference of similarities, which
             equals the same difference of cosine distances.
-        distance: :class:`~facecore.distances.LpDistance` (default, with
+        distance: :class:`~facecore.losses.distances.LpDistance` (default, with
             normalised embeddings as in PML) or
-            :class:`~facecore.distances.CosineSimilarity`.
+            :class:`~facecore.losses.distances.CosineSimilarity`.
         miner: ``None`` (every valid triplet),
-            :class:`~facecore.miners.TripletMarginMiner` or
-            :class:`~facecore.miners.BatchHardMiner`. The miner uses the loss's
+            :class:`~facecore.losses.miners.TripletMarginMiner` or
+            :class:`~facecore.losses.miners.BatchHardMiner`. The miner uses the loss's
             distance.
         swap: use ``min(d_an, d_pn)`` as the negative distance.
         soft: softplus instead of the hinge (PML's ``smooth_loss``).
@@ -86,7 +86,7 @@ class TripletMarginLoss(nn.Module):
         _check_distance(distance)
         if miner is not None and not isinstance(miner, TripletMiner):
             raise TypeError(
-                "miner must be a facecore.miners miner (TripletMarginMiner, BatchHardMiner), "
+                "miner must be a facecore.losses.miners miner (TripletMarginMiner, BatchHardMiner), "
                 f"got {type(miner).__name__}"
             )
         self.distance = distance
@@ -132,7 +132,7 @@ class ContrastiveLoss(nn.Module):
     ``relu(d - pos_margin)``, negative pairs ``relu(neg_margin - d)``;
     ``form="hadsell"``: the same terms squared and halved (Hadsell et al. 2006
     with ``pos_margin=0``). Margins are in the units of ``distance``: for
-    :class:`~facecore.distances.CosineSimilarity` they are similarities (PML's
+    :class:`~facecore.losses.distances.CosineSimilarity` they are similarities (PML's
     convention: positive ``relu(pos_margin - s)``, negative
     ``relu(s - neg_margin)``, so use e.g. ``pos_margin=1, neg_margin=0``).
     Positive and negative terms are reduced separately and added.
@@ -186,3 +186,11 @@ class ContrastiveLoss(nn.Module):
             f"metric={self.metric!r}, normalize={self.normalize}, form={self.form!r}, "
             f"reduction={self.reduction!r}"
         )
+
+
+#: The pair / triplet losses by name (training's ``metric.loss`` choices besides the
+#: margin-softmax heads of :mod:`facecore.models.margin`).
+PAIR_LOSSES: dict[str, type[nn.Module]] = {
+    "triplet": TripletMarginLoss,
+    "contrastive": ContrastiveLoss,
+}

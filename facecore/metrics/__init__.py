@@ -11,6 +11,9 @@ Python floats or tensors out; no scikit-learn at run time).
 * :mod:`facecore.metrics.verification` (matching): :func:`roc_curve`,
   :func:`verification_auc`, :func:`equal_error_rate`, :func:`tar_at_far`,
   :func:`lfw_accuracy`, :func:`cmc_curve`, :func:`rank_k_accuracy`.
+* :mod:`facecore.metrics.retrieval` (embedding spaces, pytorch-metric-learning's names):
+  :func:`retrieval_metrics` (``precision_at_1``, ``r_precision``,
+  ``mean_average_precision_at_r``, ``NMI``, ``AMI``), :func:`kmeans`.
 
 Each module states its conventions (threshold rules, interpolation, ties,
 degenerate cases) in its docstring; the tests check them against
@@ -36,6 +39,17 @@ from facecore.metrics.ordinal import (
     quadratic_weighted_kappa,
     rank_inconsistency,
     rmse,
+)
+from facecore.metrics.retrieval import (
+    RETRIEVAL_METRICS,
+    adjusted_mutual_info,
+    kmeans,
+    mean_average_precision_at_r,
+    normalized_mutual_info,
+    precision_at_1,
+    r_precision,
+    retrieval_metrics,
+    retrieval_per_query,
 )
 from facecore.metrics.verification import (
     EqualErrorRate,
@@ -82,4 +96,14 @@ __all__ = [
     "roc_curve",
     "tar_at_far",
     "verification_auc",
+    # retrieval / clustering of embedding spaces
+    "RETRIEVAL_METRICS",
+    "adjusted_mutual_info",
+    "kmeans",
+    "mean_average_precision_at_r",
+    "normalized_mutual_info",
+    "precision_at_1",
+    "r_precision",
+    "retrieval_metrics",
+    "retrieval_per_query",
 ]

@@ -1,8 +1,11 @@
 """facecore models: backbones, ordinal age heads, binary attribute classifiers,
 face embedders and margin-softmax heads, all scriptable and exportable.
 
-* :mod:`facecore.models.backbones`: :func:`build_backbone` (ResNet-10/18/34, small CNN).
-* :mod:`facecore.models.ordinal`: :class:`AgeEstimator` with CE / Niu / CORAL / CORN heads.
+* :mod:`facecore.models.backbones`: :func:`build_backbone` (ResNet-10/18/34/50/101, small CNN).
+* :mod:`facecore.models.pretrained`: :func:`load_pretrained` (torchvision-layout ResNet
+  state dicts or facecore checkpoints, with a report), :func:`freeze_stages`.
+* :mod:`facecore.models.ordinal`: :class:`AgeEstimator` with CE / Niu / CORAL / CORN heads,
+  :func:`label_prior` (head initialisation from the training labels).
 * :mod:`facecore.models.binary`: :class:`BinaryAttributeClassifier`,
   :class:`GenderClassifier`, :func:`fit_temperature` (temperature scaling).
 * :mod:`facecore.models.embedding`: :class:`FaceEmbedder`.
@@ -32,8 +35,10 @@ from facecore.models.ordinal import (
     CornHead,
     NiuHead,
     build_ordinal_head,
+    label_prior,
 )
 from facecore.models.san import GrayscaleAdapter, SANAutoencoder, san_from_config
+from facecore.models.pretrained import PretrainedReport, freeze_stages, load_pretrained
 from facecore.models.weights import importance_weights_from_labels
 
 __all__ = [
@@ -50,6 +55,7 @@ __all__ = [
     "GenderClassifier",
     "GrayscaleAdapter",
     "NiuHead",
+    "PretrainedReport",
     "ResNet",
     "SANAutoencoder",
     "SmallCNN",
@@ -58,7 +64,10 @@ __all__ = [
     "build_model",
     "build_ordinal_head",
     "fit_temperature",
+    "freeze_stages",
     "importance_weights_from_labels",
+    "label_prior",
+    "load_pretrained",
     "load_weights",
     "model_checkpoint",
     "model_from_checkpoint",

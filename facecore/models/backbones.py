@@ -1,4 +1,5 @@
-r"""Convolutional backbones for face crops of 64-224 px (trained from scratch).
+r"""Convolutional backbones for face crops of 64-224 px (from scratch, or fine-tuned from
+local torchvision-layout weights with :mod:`facecore.models.pretrained`).
 
 * :class:`ResNet` with basic blocks (He et al. 2016), the architecture of the
   CORAL paper's experiments (Cao, Mirjalili & Raschka 2020, ResNet-34 on
@@ -8,9 +9,13 @@ r"""Convolutional backbones for face crops of 64-224 px (trained from scratch).
   ``i`` has ``width * 2**i`` channels, so ``out_features = 8 * width``.
   Depth: ``resnet10`` = (1, 1, 1, 1), ``resnet18`` = (2, 2, 2, 2),
   ``resnet34`` = (3, 4, 6, 3) blocks, or any ``layers`` tuple.
+  ``resnet50`` = (3, 4, 6, 3) and ``resnet101`` = (3, 4, 23, 3) use
+  :class:`Bottleneck` blocks (1x1 -> 3x3 with the stride -> 1x1 with 4x the
+  channels, torchvision's "ResNet v1.5"), so ``out_features = 32 * width``.
   The parameter names follow torchvision's ResNet (``conv1``, ``bn1``,
   ``layer1.0.conv1``, ``layer2.0.downsample.0`` ...), so a torchvision
-  ResNet-18/34 ``state_dict`` (without ``fc.*``) loads into ``width=64``.
+  ResNet-18/34/50/101 ``state_dict`` (without ``fc.*``) loads into ``width=64``
+  (:func:`facecore.models.pretrained.load_pretrained`).
 * :class:`SmallCNN`: a plain conv-BN-ReLU stack for CPU demos and tests; a
   stride-2 stem then ``depth - 1`` stages of (max-pool 2, conv 3x3), channels
   ``width * 2**i``; ``out_features = width * 2**(depth-1)``.
@@ -26,14 +31,29 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "BasicBlock", "ResNet", "SmallCNN", "build_backbone", "resolve_backbone"]
+__all__ = [
+    "BACKBONES",
+    "BasicBlock",
+    "Bottleneck",
+    "ResNet",
+    "SmallCNN",
+    "build_backbone",
+    "resolve_backbone",
+]
 
 RESNET_LAYERS: dict[str, tuple[int, ...]] = {
     "resnet10": (1, 1, 1, 1),
     "resnet18": (2, 2, 2, 2),
     "resnet34": (3, 4, 6, 3),
+    "resnet50": (3, 4, 6, 3),
+    "resnet101": (3, 4, 23, 3),
 }
-DEFAULT_WIDTH = {"resnet10": 64, "resnet18": 64, "resnet34": 64, "small_cnn": 16}
+# block type of each named ResNet (the others use basic blocks)
+RESNET_BLOCK: dict[str, str] = {"resnet50": "bottleneck", "resnet101": "bottleneck"}
+RESNET_BLOCKS = ("basic", "bottleneck")
+DEFAULT_WIDTH = {
+    "resnet10": 64, "resnet18": 64, "resnet34": 64, "resnet50": 64, "resnet101": 64, "small_cnn": 16,
+}
 BACKBONES = (*RESNET_LAYERS, "small_cnn")
 
 
@@ -66,8 +86,49 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.downsample(x))
 
 
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (stride) -> 1x1 (``4 * channels``) convolutions with batch norm and an
+    identity (or 1x1 projection) shortcut; torchvision's layout and stride placement."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1) -> None:
+        super().__init__()
+        out = channels * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, channels, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv3 = nn.Conv2d(channels, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.relu = nn.ReLU(inplace=True)
+        if stride != 1 or in_channels != out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out, 1, stride, bias=False), nn.BatchNorm2d(out)
+            )
+        else:
+            self.downsample = nn.Sequential()  # identity, no parameters
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + self.downsample(x))
+
+
+def _resnet_name(layers: tuple[int, ...], block: str) -> str:
+    return next(
+        (
+            k
+            for k, v in RESNET_LAYERS.items()
+            if v == layers and RESNET_BLOCK.get(k, "basic") == block
+        ),
+        "resnet",
+    )
+
+
 class ResNet(nn.Module):
-    """ResNet with basic blocks; see the module docstring."""
+    """ResNet with basic or bottleneck blocks; see the module docstring."""
 
     def __init__(
         self,
@@ -76,11 +137,14 @@ class ResNet(nn.Module):
         width: int = 64,
         in_channels: int = 3,
         name: str | None = None,
+        block: str = "basic",
     ) -> None:
         super().__init__()
         layers = tuple(int(n) for n in layers)
         if len(layers) != 4 or min(layers) < 1:
             raise ValueError(f"layers must be 4 positive block counts, got {layers}")
+        if block not in RESNET_BLOCKS:
+            raise ValueError(f"block must be one of {list(RESNET_BLOCKS)}, got {block!r}")
         _check_positive("width", width)
         _check_positive("in_channels", in_channels)
         self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
@@ -90,22 +154,31 @@ class ResNet(nn.Module):
         channels = width
         stages = []
         for i, blocks in enumerate(layers):
-            out = width * 2**i
-            stage = [BasicBlock(channels, out, 1 if i == 0 else 2)]
-            stage += [BasicBlock(out, out) for _ in range(blocks - 1)]
+            planes = width * 2**i
+            stride = 1 if i == 0 else 2
+            if block == "bottleneck":
+                out = planes * Bottleneck.expansion
+                stage: list[nn.Module] = [Bottleneck(channels, planes, stride)]
+                stage += [Bottleneck(out, planes) for _ in range(blocks - 1)]
+            else:
+                out = planes
+                stage = [BasicBlock(channels, out, stride)]
+                stage += [BasicBlock(out, out) for _ in range(blocks - 1)]
             stages.append(nn.Sequential(*stage))
             channels = out
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.out_features = channels
         if name is None:
-            name = next((k for k, v in RESNET_LAYERS.items() if v == layers), "resnet")
-        self.config = {
+            name = _resnet_name(layers, block)
+        self.config: dict[str, Any] = {
             "name": name,
             "width": width,
             "in_channels": in_channels,
             "layers": list(layers),
         }
+        if block != "basic":  # basic-block configs stay as they were
+            self.config["block"] = block
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,8 +242,10 @@ def build_backbone(
     in_channels: int = 3,
     depth: int | None = None,
     layers: tuple[int, ...] | list[int] | None = None,
+    block: str | None = None,
 ) -> nn.Module:
-    """Build a backbone by name: ``"resnet10"``, ``"resnet18"``, ``"resnet34"`` or ``"small_cnn"``.
+    """Build a backbone by name: ``"resnet10"``, ``"resnet18"``, ``"resnet34"``,
+    ``"resnet50"``, ``"resnet101"`` or ``"small_cnn"``.
 
     Args:
         name: backbone name (see :data:`BACKBONES`), or ``"resnet"`` with ``layers``.
@@ -179,14 +254,17 @@ def build_backbone(
         in_channels: 3 for RGB, 1 for grayscale.
         depth: ``small_cnn`` only: number of conv stages (default 4).
         layers: ResNets only: blocks per stage, overriding the named depth.
+        block: ResNets only: ``"basic"`` or ``"bottleneck"`` (default: the named
+            network's, basic for ``"resnet"``).
 
     The returned module has ``out_features`` and ``config`` (``build_backbone(**config)``
     rebuilds it).
     """
     if name == "resnet" and layers is not None:
-        name = next((k for k, v in RESNET_LAYERS.items() if v == tuple(layers)), "resnet")
+        b = "basic" if block is None else block
+        name = _resnet_name(tuple(int(n) for n in layers), b)
         w = 64 if width is None else width
-        return ResNet(layers, width=w, in_channels=in_channels, name=name)
+        return ResNet(layers, width=w, in_channels=in_channels, name=name, block=b)
     if name not in BACKBONES:
         raise ValueError(
             f"backbone name must be one of {list(BACKBONES)} (or 'resnet' with layers=), "
@@ -194,8 +272,9 @@ def build_backbone(
         )
     w = DEFAULT_WIDTH[name] if width is None else width
     if name == "small_cnn":
-        if layers is not None:
-            raise ValueError("layers applies to ResNet backbones only, not 'small_cnn'")
+        for arg, value in (("layers", layers), ("block", block)):
+            if value is not None:
+                raise ValueError(f"{arg} applies to ResNet backbones only, not 'small_cnn'")
         return SmallCNN(width=w, depth=4 if depth is None else depth, in_channels=in_channels)
     if depth is not None:
         raise ValueError(
@@ -206,6 +285,7 @@ def build_backbone(
         width=w,
         in_channels=in_channels,
         name=name,
+        block=RESNET_BLOCK.get(name, "basic") if block is None else block,
     )
 
 

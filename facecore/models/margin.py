@@ -42,7 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ArcFace", "CosFace", "SphereFace"]
+from facecore.losses._inputs import check_embeddings_and_labels
+
+__all__ = ["MARGIN_HEADS", "ArcFace", "CosFace", "SphereFace"]
 
 
 def _check_dims(embedding_dim: int, num_classes: int) -> None:
@@ -66,30 +68,7 @@ class _MarginHead(nn.Module):
         nn.init.xavier_uniform_(self.weight)
 
     def _check(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
-        if embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(
-                "embeddings must have shape [N, "
-                + str(self.embedding_dim)
-                + "], got "
-                + str(list(embeddings.shape))
-            )
-        if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
-            raise ValueError(
-                "labels must have shape [N] = ["
-                + str(embeddings.shape[0])
-                + "], got "
-                + str(list(labels.shape))
-            )
-        if labels.numel() > 0:
-            lo = int(labels.min())
-            hi = int(labels.max())
-            if lo < 0 or hi >= self.num_classes:
-                raise ValueError(
-                    "labels must be in [0, "
-                    + str(self.num_classes - 1)
-                    + "], got a label "
-                    + str(lo if lo < 0 else hi)
-                )
+        check_embeddings_and_labels(embeddings, labels, self.embedding_dim, self.num_classes)
 
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
         """``cos θ`` [N, C] between the normalised embeddings and class weights."""
@@ -211,3 +190,11 @@ class SphereFace(_MarginHead):
             with torch.no_grad():
                 self.iteration.add_(1)
         return self._logits(cos, labels, phi)
+
+
+#: Margin-softmax heads by name (training's ``metric.loss`` choices besides the pair losses).
+MARGIN_HEADS: dict[str, type[_MarginHead]] = {
+    "arcface": ArcFace,
+    "cosface": CosFace,
+    "sphereface": SphereFace,
+}

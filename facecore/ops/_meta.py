@@ -60,9 +60,17 @@ def check_reduction(op: str, reduction: str) -> None:
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got '{reduction}'")
 
 
+HEADS = ("coral", "niu", "corn")
+
+
 def check_head(op: str, head: str) -> None:
-    if head not in ("coral", "corn"):
-        raise ValueError(f"{op}: head must be 'coral' or 'corn', got '{head}'")
+    if head not in HEADS:
+        raise ValueError(f"{op}: head must be 'coral', 'niu' or 'corn', got '{head}'")
+
+
+def check_threshold(op: str, threshold: float) -> None:
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"{op}: threshold must be a probability strictly between 0 and 1, got {threshold}")
 
 
 def check_same_device(op: str, name: str, t: torch.Tensor, logits: torch.Tensor) -> None:
@@ -155,9 +163,25 @@ def _ordinal_labels_fake(logits, head="coral", threshold=0.5):
     op = "facecore::ordinal_labels"
     check_logits(op, logits)
     check_head(op, head)
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"{op}: threshold must be a probability strictly between 0 and 1, got {threshold}")
+    check_threshold(op, threshold)
     return logits.new_empty((logits.shape[0],), dtype=torch.int64)
+
+
+@torch.library.register_fake("facecore::ordinal_predict")
+def _ordinal_predict_fake(
+    logits, head="coral", threshold=0.5, cum_probs=True, class_probs=True, expected=True, labels=True
+):
+    op = "facecore::ordinal_predict"
+    check_logits(op, logits)
+    check_head(op, head)
+    check_threshold(op, threshold)
+    n, t = logits.shape
+    return (
+        logits.new_empty((n, t) if cum_probs else (0,)),
+        logits.new_empty((n, t + 1) if class_probs else (0,)),
+        logits.new_empty((n,) if expected else (0,)),
+        logits.new_empty((n,) if labels else (0,), dtype=torch.int64),
+    )
 
 
 @torch.library.register_fake("facecore::ordinal_probs")

@@ -126,7 +126,7 @@ def ordinal_labels(
 ) -> torch.Tensor:
     """Predicted rank ``[N]`` (int64): the number of tasks with ``P(y > k) > threshold``.
 
-    ``head='coral'``: ``P(y > k) = sigmoid(x_k)``, the same rule as
+    ``head='coral'`` (or ``'niu'``): ``P(y > k) = sigmoid(x_k)``, the same rule as
     ``coral_pytorch.dataset.proba_to_label`` (decided exactly, as
     ``x_k > logit(threshold)``). ``head='corn'``: ``P(y > k) =
     prod_{j <= k} sigmoid(x_j)``, as ``coral_pytorch.dataset.corn_label_from_logits``,
@@ -152,9 +152,30 @@ def ordinal_probs(logits: torch.Tensor, head: str = "coral") -> OrdinalProbs:
 
 
 def ordinal_predict(
-    logits: torch.Tensor, head: str = "coral", threshold: float = 0.5
+    logits: torch.Tensor,
+    head: str = "coral",
+    threshold: float = 0.5,
+    labels: bool = True,
+    cum_probs: bool = True,
+    class_probs: bool = True,
+    expected: bool = True,
 ) -> OrdinalPrediction:
-    """:func:`ordinal_labels` and :func:`ordinal_probs` in one result."""
-    labels = torch.ops.facecore.ordinal_labels(logits, head, threshold)
-    cum, cls, expected = torch.ops.facecore.ordinal_probs(logits, head)
-    return OrdinalPrediction(labels, cum, cls, expected)
+    """:func:`ordinal_labels` and :func:`ordinal_probs` in one fused pass over the logits.
+
+    One op call (``torch.ops.facecore.ordinal_predict``) computes the labels,
+    ``P(y > k)``, ``P(y = k)`` and the expected rank together; set a flag to
+    ``False`` to skip an output (it is then not computed and comes back as an
+    empty tensor of shape ``[0]``), e.g. the labels alone:
+    ``ordinal_predict(z, "coral", labels=True, cum_probs=False, class_probs=False,
+    expected=False).labels``. (The flags here follow the fields of
+    :class:`OrdinalPrediction`; the op itself returns and takes the integer
+    labels last: ``(cum_probs, class_probs, expected, labels)``.) The labels alone need no sigmoid for
+    CORAL (``x_k > logit(threshold)``). ``head``: ``'coral'``, ``'niu'``
+    (OR-CNN, decoded exactly as CORAL) or ``'corn'``. Differentiable in the
+    probabilities, like :func:`ordinal_probs`.
+    """
+    # the op returns the integer labels last (as torch.sort its indices)
+    cum, cls, exp, lab = torch.ops.facecore.ordinal_predict(
+        logits, head, threshold, cum_probs, class_probs, expected, labels
+    )
+    return OrdinalPrediction(lab, cum, cls, exp)

@@ -114,12 +114,12 @@ def _logit(threshold: float) -> float:
 
 
 def _cum_log_probs(x: torch.Tensor, head: str) -> torch.Tensor:
-    if head == "coral":
+    if head in ("coral", "niu"):  # niu (OR-CNN): independent tasks, decoded as CORAL
         return F.logsigmoid(x)
     if head == "corn":
         # P(y > k) = prod_{j <= k} P(y > j | y > j - 1), summed in log space
         return torch.cumsum(F.logsigmoid(x), dim=1)
-    raise ValueError(f"head must be 'coral' or 'corn', got {head!r}")
+    raise ValueError(f"head must be 'coral', 'niu' or 'corn', got {head!r}")
 
 
 def ordinal_labels(logits: torch.Tensor, head: str = "coral", threshold: float = 0.5) -> torch.Tensor:
@@ -130,7 +130,7 @@ def ordinal_labels(logits: torch.Tensor, head: str = "coral", threshold: float =
     for float64 input). NaN logits never count as exceeding the threshold.
     """
     lt = _logit(threshold)
-    if head == "coral":
+    if head in ("coral", "niu"):
         return (logits.double() > lt).sum(1)
     x = _acc(logits)
     log_t = F.logsigmoid(torch.tensor(lt, dtype=x.dtype))
@@ -148,7 +148,7 @@ def ordinal_probs(logits: torch.Tensor, head: str = "coral") -> OrdinalProbs:
     expected = sum_k m_k = sum_k k P(y = k).
     """
     x = _acc(logits)
-    if head == "coral":
+    if head in ("coral", "niu"):
         cum = torch.sigmoid(x)
         env = torch.cummin(cum, dim=1).values
     else:

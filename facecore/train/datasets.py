@@ -1,10 +1,18 @@
-"""Datasets and splits for training, from a :class:`~facecore.train.config.DataConfig`.
+"""Datasets and splits for training, from a config's ``data`` section and its task.
 
-One reader (or the synthetic generator) is opened twice, with the training
-transform (random crop / flip when ``data.augment``) and with the evaluation
-transform (center crop); the same deterministic split indices (``data.seed``,
-``data.fractions``) select train / val / test from each, so the three splits
-never overlap and every worker and every restart sees the same split.
+The dataset (:func:`facecore.data.open_dataset`, by ``data.name``) is opened twice, with
+the training transform (random crop / flip when ``data.augment``) and with the evaluation
+transform (center crop). :func:`facecore.data.dataset_splits` cuts it into ``train`` /
+``valid`` / ``test`` (``data.seed``, ``data.fractions``), by image or, for tasks that
+split by identity (face matching), by identity: the same items a reader opened with
+``split="train"`` / ``"valid"`` / ``"test"`` holds, for every worker and every restart.
+``data.split_by: identity`` splits by identity for any task (people with several images).
+``data.max_samples`` then keeps a seeded random subset of each split, ``data.include``
+keeps the items of the named label values in every split
+(:func:`facecore.data.splits.filter_indices`) and ``data.max_train_samples`` caps the
+training split (:func:`facecore.data.splits.limit_indices`, whole identities for tasks that
+split by identity). Both act after the split, so an item is in the same split with or
+without them.
 
 Preprocessing: synthetic images use ``SYNTHETIC_PREPROCESS``'s mean / std at
 ``input_size = resize = data.image_size``; real images use ``CORAL_PREPROCESS``'s
@@ -20,142 +28,151 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-from facecore.train.config import ConfigError, DataConfig
+from facecore.data import transforms as T
+from facecore.data.registry import open_dataset
+from facecore.data.splits import SPLIT_NAMES, dataset_splits, filter_indices, limit_indices
+from facecore.train.sections import ConfigError, DataConfig, TrainConfig
+from facecore.train.tasks import get_task
 
-__all__ = ["Splits", "build_splits", "preprocess_for", "split_indices"]
-
-# reader class name in facecore.data, target key it must provide
-_READERS: dict[str, str] = {
-    "utkface": "UTKFace",
-    "afad": "AFADFolder",
-    "morph2": "CoralCSV",
-    "cacd": "CoralCSV",
-    "celeba": "CelebA",
-    "fairface": "FairFace",
-    "folders": "IdentityFolders",
-}
-_TASK_KEY = {"age": "age", "gender": "gender", "embedding": "identity"}
+__all__ = ["Splits", "build_splits", "open_data", "preprocess_for"]
 
 
 @dataclass
 class Splits:
-    """Train / val / test datasets (``Subset`` views) and what the model needs to know."""
+    """The ``train`` / ``valid`` / ``test`` datasets (``Subset`` views) and what the model
+    needs to know."""
 
     train: Dataset
-    val: Dataset
+    valid: Dataset
     test: Dataset
-    train_indices: list[int]
-    val_indices: list[int]
-    test_indices: list[int]
-    key: str  # the target key of the task: age | gender | identity
-    targets: torch.Tensor  # all labels of the task (int64), indexed by dataset index
+    indices: dict[str, list[int]]  # split name -> positions in ``dataset``
+    key: str  # the target key of the task: age | gender | identity | ...
+    targets: torch.Tensor  # all labels of the task (int64), indexed by dataset position
     num_classes: int  # age classes / 2 / identities
-    preprocess: Any  # facecore.data.transforms.PreprocessConfig
+    preprocess: T.PreprocessConfig
+    split_by: str  # "sample" | "identity"
+    dataset: Dataset  # the whole dataset, evaluation transform
 
     def labels(self, split: str) -> torch.Tensor:
-        idx = {"train": self.train_indices, "val": self.val_indices, "test": self.test_indices}
-        return self.targets[torch.as_tensor(idx[split], dtype=torch.long)]
+        """Labels of ``split`` (``"train"``, ``"valid"`` or ``"test"``)."""
+        if split not in self.indices:
+            raise KeyError(f"split must be one of {' | '.join(SPLIT_NAMES)}, got {split!r}")
+        return self.targets[torch.as_tensor(self.indices[split], dtype=torch.long)]
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(idx) for name, idx in self.indices.items()}
 
 
-def preprocess_for(cfg: DataConfig) -> Any:
+def preprocess_for(cfg: DataConfig) -> T.PreprocessConfig:
     """The :class:`PreprocessConfig` used for training and written into the export."""
-    from facecore.data import transforms as T
-
     if cfg.name == "synthetic":
-        base = T.SYNTHETIC_PREPROCESS
-        resize = cfg.image_size
+        base, resize = T.SYNTHETIC_PREPROCESS, cfg.image_size
     else:
-        base = T.CORAL_PREPROCESS
-        resize = round(cfg.image_size * 128 / 120)
+        base, resize = T.CORAL_PREPROCESS, round(cfg.image_size * 128 / 120)
     return T.PreprocessConfig(
-        input_size=cfg.image_size,
-        resize=resize,
-        mean=tuple(base.mean),
-        std=tuple(base.std),
-        grayscale=bool(getattr(base, "grayscale", False)),
+        input_size=cfg.image_size, resize=resize, mean=base.mean, std=base.std,
+        grayscale=base.grayscale,
     )
 
 
-def split_indices(n: int, fractions: list[float], seed: int) -> tuple[list[int], ...]:
-    """Deterministic disjoint (train, val, test) index lists covering ``range(n)``.
-
-    A permutation drawn from ``torch.Generator().manual_seed(seed)``; sizes
-    ``floor(n * f / sum(f))`` for val and test (at least 1 when ``f > 0``),
-    train takes the rest.
-    """
-    total = float(sum(fractions))
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(1, int(n * fractions[1] / total)) if fractions[1] > 0 else 0
-    n_test = max(1, int(n * fractions[2] / total)) if fractions[2] > 0 else 0
-    n_train = n - n_val - n_test
-    if n_train < 1:
-        raise ConfigError(f"data.fractions leave no training images out of {n}")
-    return perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
-
-
-def _open(cfg: DataConfig, transform: Any, task: str) -> Dataset:
-    import facecore.data as D
-
-    if cfg.name == "synthetic":
-        kwargs: dict[str, Any] = dict(
-            image_size=cfg.image_size,
-            num_classes=cfg.num_classes,
+def open_data(cfg: DataConfig, transform: Any = None) -> Dataset:
+    """The whole dataset of ``cfg`` (no split) with ``transform``."""
+    options: dict[str, Any] = {}
+    if cfg.name == "synthetic":  # the generator's settings; readers take their files as they are
+        options = dict(
+            num_samples=cfg.num_samples, image_size=cfg.image_size, num_classes=cfg.num_classes,
             seed=cfg.seed,
-            transform=transform,
         )
         if cfg.num_identities is not None:
-            kwargs["num_identities"] = cfg.num_identities
-        return D.SyntheticFaces(cfg.num_samples, **kwargs)
-    cls = getattr(D, _READERS[cfg.name])
-    if cfg.name in ("morph2", "cacd"):
-        if not cfg.csv:
+            options["num_identities"] = cfg.num_identities
+    try:
+        return open_dataset(cfg.name, cfg.root, csv=cfg.csv, transform=transform, **options)
+    except ValueError as exc:
+        raise ConfigError(f"data.name={cfg.name!r}: {exc}") from None
+
+
+def _fractions(cfg: DataConfig) -> list[float]:
+    total = float(sum(cfg.fractions))
+    return list(cfg.fractions) if abs(total - 1.0) <= 1e-6 else [f / total for f in cfg.fractions]
+
+
+def _include(d: DataConfig, dataset: Any, parts: dict[str, list[int]]) -> dict[str, list[int]]:
+    """``data.include`` applied to every split; a one-line ConfigError naming the key when
+    the dataset lacks the label or a split it leaves empty had items."""
+    labels = {}
+    keys = list(getattr(dataset, "label_keys", ()))
+    for key in d.include:
+        try:
+            values = dataset.targets(key)
+        except (KeyError, AttributeError):
+            values = None
+        if values is None or values.dim() != 1 or values.is_floating_point():
             raise ConfigError(
-                f"data.csv is required for data.name={cfg.name!r} (the CORAL-style CSV of "
-                "file names and ages; data.root is the image folder)"
+                f"data.include.{key}: data.name={d.name!r} has no integer label {key!r} "
+                f"(labels: {', '.join(keys)})"
             )
-        return cls(cfg.csv, cfg.root, dataset=cfg.name, transform=transform)
-    if cfg.name == "celeba":
-        return cls(cfg.root, split=None, transform=transform)
-    return cls(cfg.root, transform=transform)
+        labels[key] = values.numpy()
+    out = {name: filter_indices(idx, labels, d.include) for name, idx in parts.items()}
+    for name in SPLIT_NAMES:
+        if parts[name] and not out[name]:
+            present = {k: sorted(set(v[parts[name]].tolist())) for k, v in labels.items()}
+            raise ConfigError(
+                f"data.include={d.include} leaves the {name} split empty (its values: "
+                f"{present}): include other values, or change data.fractions / data.seed"
+            )
+    return out
 
 
-def build_splits(cfg: DataConfig, task: str) -> Splits:
-    """Open the configured dataset and split it; raises :class:`ConfigError` when the
-    dataset has no labels for ``task`` (e.g. identities for ``folders`` but no ages)."""
-    preprocess = preprocess_for(cfg)
-    train_tf = preprocess.train_transform() if cfg.augment else preprocess.eval_transform()
-    train_ds = _open(cfg, train_tf, task)
-    eval_ds = _open(cfg, preprocess.eval_transform(), task)
-    key = _TASK_KEY[task]
+def build_splits(cfg: TrainConfig) -> Splits:
+    """Open the configured dataset and split it for ``cfg.task``. Raises
+    :class:`ConfigError` when the dataset has no labels for the task, when a split with a
+    positive fraction is empty, or when the task refuses an evaluation split
+    (:meth:`~facecore.train.tasks.base.Task.check_split`, e.g. no genuine pairs)."""
+    task = get_task(cfg.task)
+    d = cfg.data
+    preprocess = preprocess_for(d)
+    train_ds = open_data(d, preprocess.train_transform() if d.augment else preprocess.eval_transform())
+    eval_ds = open_data(d, preprocess.eval_transform())
+    key = task.label_key
+    split_by = task.splits_by(cfg)
     try:
         targets = torch.as_tensor(train_ds.targets(key), dtype=torch.long)
     except (KeyError, ValueError, AttributeError) as exc:
         raise ConfigError(
-            f"data.name={cfg.name!r} has no {key!r} labels for task {task!r}: {exc}"
+            f"data.name={d.name!r} has no {key!r} labels for task {cfg.task!r}: {exc}"
         ) from None
-    n = len(train_ds)
-    if cfg.max_samples is not None and cfg.max_samples < n:
-        keep = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 1))
-        keep = keep[: cfg.max_samples].sort().values.tolist()
-    else:
-        keep = list(range(n))
-    tr, va, te = split_indices(len(keep), cfg.fractions, cfg.seed)
-    tr, va, te = ([keep[i] for i in s] for s in (tr, va, te))
-    if task == "age":
-        num_classes = int(getattr(train_ds, "num_classes", int(targets.max()) + 1))
-    elif task == "gender":
-        num_classes = 2
-    else:
-        num_classes = int(getattr(train_ds, "num_identities", None) or int(targets.max()) + 1)
+    try:
+        parts = dataset_splits(train_ds, _fractions(d), d.seed, by=split_by)
+    except ValueError as exc:
+        raise ConfigError(f"data.name={d.name!r} for task {cfg.task!r}: {exc}") from None
+    if d.max_samples is not None and d.max_samples < len(train_ds):
+        keep = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(d.seed + 1))
+        keep = set(keep[: d.max_samples].tolist())
+        parts = {name: [i for i in idx if i in keep] for name, idx in parts.items()}
+    unit = "identities" if split_by == "identity" else "images"
+    for name, fraction in zip(SPLIT_NAMES, d.fractions):
+        if fraction > 0 and not parts[name]:
+            raise ConfigError(
+                f"data.fractions={d.fractions} leave the {name} split empty ({len(train_ds)} "
+                f"images, split by {unit}): use a larger share or more data"
+            )
+    if d.include is not None:
+        parts = _include(d, train_ds, parts)
+    if d.max_train_samples is not None:
+        groups = train_ds.targets("identity").numpy() if split_by == "identity" else None
+        parts["train"] = limit_indices(parts["train"], d.max_train_samples, d.seed, groups=groups)
+    for name in SPLIT_NAMES[1:]:
+        if parts[name]:
+            task.check_split(cfg, name, targets[torch.as_tensor(parts[name], dtype=torch.long)])
     return Splits(
-        train=Subset(train_ds, tr),
-        val=Subset(eval_ds, va),
-        test=Subset(eval_ds, te),
-        train_indices=tr,
-        val_indices=va,
-        test_indices=te,
+        train=Subset(train_ds, parts["train"]),
+        valid=Subset(eval_ds, parts["valid"]),
+        test=Subset(eval_ds, parts["test"]),
+        indices=parts,
         key=key,
         targets=targets,
-        num_classes=num_classes,
+        num_classes=task.num_classes(cfg, train_ds, targets),
         preprocess=preprocess,
+        split_by=split_by,
+        dataset=eval_ds,
     )

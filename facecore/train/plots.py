@@ -9,14 +9,14 @@
 * :func:`plot_roc`: ROC curve (gender: P(class 1) vs label; embeddings:
   cosine similarity of image pairs vs same identity), with the AUC.
 
-:func:`plot_run` writes the ones that fit the task. Without matplotlib every
-function raises :class:`MissingMatplotlib` (an ``ImportError``) naming the extra
-to install; :func:`plot_run` then warns once and returns ``{}``.
+Each task picks its plots (:meth:`facecore.train.tasks.base.Task.plots`);
+:func:`facecore.train.runner.plot_run` writes the learning curves and those. Without
+matplotlib every function raises :class:`MissingMatplotlib` (an ``ImportError``) naming
+the extra to install; ``plot_run`` then warns once and returns ``{}``.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ __all__ = [
     "plot_cumulative_probs",
     "plot_learning_curves",
     "plot_roc",
-    "plot_run",
 ]
 
 
@@ -144,38 +143,3 @@ def plot_roc(scores: torch.Tensor, same: torch.Tensor, path: str | Path, *, titl
     ax.set_ylabel("true positive rate")
     ax.set_title(f"{title} ROC (AUC {auc:.3f})".strip())
     return _save(fig, Path(path))
-
-
-def plot_run(cfg, history: list[dict[str, Any]], test: dict[str, torch.Tensor], outdir) -> dict:
-    """The task's plots into ``outdir``; ``{}`` (with a warning) without matplotlib."""
-    outdir = Path(outdir)
-    out: dict[str, Path] = {}
-    try:
-        if history:
-            out["learning_curves"] = plot_learning_curves(history, outdir / "learning_curves.png")
-        if cfg.task == "age":
-            o = cfg.ordinal
-            out["age_scatter"] = plot_age_scatter(
-                test["target"], test["expected"], outdir / "age_scatter.png",
-                offset=o.age_offset, scale=o.age_scale,
-            )
-            out["cumulative_probs"] = plot_cumulative_probs(
-                test["cum_probs"], test["target"], outdir / "cumulative_probs.png"
-            )
-        elif cfg.task == "gender":
-            y = test["target"].long()
-            if 0 < int(y.sum()) < len(y):
-                out["roc"] = plot_roc(test["prob"], y, outdir / "roc.png", title="gender")
-        else:
-            from facecore.train.loops import _pairs
-
-            e = torch.nn.functional.normalize(test["embedding"].double(), dim=1)
-            t = test["target"]
-            i, j = _pairs(len(t), cfg.metric.max_val_pairs, cfg.data.seed)
-            same = (t[i] == t[j]).long()
-            if 0 < int(same.sum()) < len(same):
-                out["roc"] = plot_roc((e[i] * e[j]).sum(1), same, outdir / "roc.png",
-                                      title="verification")
-    except MissingMatplotlib as exc:
-        warnings.warn(f"{exc}; no plots written", stacklevel=2)
-    return out

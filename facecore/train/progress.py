@@ -7,18 +7,17 @@ from typing import Any
 __all__ = ["format_progress"]
 
 
-def format_progress(metrics: dict[str, Any], epochs: int) -> str:
-    """One progress line: epoch, train loss, the task's key validation metrics, time."""
+def format_progress(
+    metrics: dict[str, Any], epochs: int, fields: tuple[tuple[str, str], ...] = ()
+) -> str:
+    """``epoch E/N  loss L  <fields>  T s``: ``fields`` are the task's
+    ``(metric key, format)`` pairs (:attr:`facecore.train.tasks.base.Task.progress`);
+    missing or non-numeric metrics are left out."""
 
-    def f(key: str, label: str, fmt: str = ".3f") -> str:
+    def part(key: str, fmt: str) -> str:
         v = metrics.get(key)
-        return f"  {label} {v:{fmt}}" if isinstance(v, (int, float)) else ""
+        return "  " + fmt.format(v) if isinstance(v, (int, float)) else ""
 
-    line = f"epoch {int(metrics['epoch']):3d}/{epochs}" + f("train_loss", "loss", ".4f")
-    line += f("val_mae", "val MAE") + f("val_median_mae", "(median")
-    line += ")" if "val_median_mae" in metrics else ""
-    line += f("val_rank_inconsistency", "rank-inc")
-    line += f("val_accuracy", "val acc") + f("val_auc", "val AUC") + f("val_ece", "ECE")
-    line += f("val_eer", "val EER")
-    line += f("epoch_time_s", "", ".1f") + (" s" if "epoch_time_s" in metrics else "")
-    return line
+    line = f"epoch {int(metrics['epoch']):3d}/{epochs}" + part("train_loss", "loss {:.4f}")
+    line += "".join(part(key, fmt) for key, fmt in fields)
+    return line + part("epoch_time_s", " {:.1f} s")

@@ -10,12 +10,14 @@ What ``fit`` builds: ``TorchTrainer(train_loop_per_worker)`` with
 ``ScalingConfig(num_workers=run.workers, use_gpu=run.use_gpu)`` and
 ``RunConfig(name=run.name, storage_path=run.storage,
 CheckpointConfig(num_to_keep, checkpoint_score_attribute=<score>),
-FailureConfig(max_failures))``. Ray Train V2 keeps a snapshot of the reported
-checkpoints in ``<storage>/<name>``: starting ``fit`` again with the same storage
-and name restores it and the workers continue from the latest checkpoint (raise
-``optim.epochs`` to train further; a finished run is not retrained). A crashed
-worker group is restarted up to ``max_failures`` times, also from the latest
-checkpoint.
+FailureConfig(max_failures))``. Checkpoints live in ``<storage>/<name>``; starting
+``fit`` again with the same storage and name resumes from the newest *complete*
+checkpoint there (raise ``optim.epochs`` to train further; a finished run is not
+retrained), and so does a crashed worker group restarted up to ``max_failures`` times.
+With local storage the run folder is the truth, not Ray Train's checkpoint list (which a
+killed driver may not have written): checkpoints are written atomically and never
+overwritten, and the result's best / latest checkpoints and history come from the folder
+(:mod:`facecore.train.checkpoints` states the rules).
 
 Cluster: ``run.address`` (or ``RAY_ADDRESS``) connects to an existing cluster
 (``ray start --head`` / ``ray job submit``); otherwise a local Ray instance is
@@ -28,9 +30,11 @@ driver prints one line per epoch, fed by a :class:`ray.train.UserCallback` on th
 Train controller through a small queue actor.
 
 At the end, on the driver: the best checkpoint (by the score attribute) is
-evaluated on the test split (:func:`finalize`), exported with
-:func:`facecore.export.export_model` (TorchScript + torch.export) and plotted
-(:mod:`facecore.train.plots`); everything lands in ``run.output``.
+evaluated on the test split (:func:`finalize`; ``evaluation.json`` states the protocol,
+``image-level`` or ``identity-disjoint``), exported with
+:func:`facecore.serving.export_model` (TorchScript + torch.export, with the settings
+stored in the checkpoint: :func:`export_checkpoint`) and plotted
+(:func:`plot_run`); everything lands in ``run.output``.
 """
 
 from __future__ import annotations
@@ -41,16 +45,25 @@ import os
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from facecore.models.factory import model_from_checkpoint
+from facecore.serving.export import export_model
+from facecore.train import plots as P
+from facecore.train.checkpoints import (
+    METRICS_FILE,
+    complete_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    remove_stale_temporaries,
+)
 from facecore.train.config import (
-    AgeConfig,
     ConfigError,
-    GenderConfig,
     TrainConfig,
     check_data_root,
     config_from_dict,
@@ -58,26 +71,28 @@ from facecore.train.config import (
     save_config,
     validate,
 )
-from facecore.train.loops import (
-    CHECKPOINT_FILE,
-    evaluate,
-    load_checkpoint,
-    predict_dataset,
-    train_loop_per_worker,
-)
+from facecore.train.datasets import build_splits
+from facecore.train.evaluation import evaluate, predict_dataset
+from facecore.train.loops import train_loop_per_worker
 from facecore.train.progress import format_progress
+from facecore.train.tasks import get_task
 
 __all__ = [
     "TrainResult",
     "TrainingError",
+    "export_checkpoint",
     "fit",
     "finalize",
-    "format_progress",
     "latest_checkpoint",
     "model_from_training_checkpoint",
     "output_dir",
+    "plot_run",
     "run_path",
 ]
+
+
+#: Ray Train's checkpoint-list snapshot in the run folder (ray.train.v2 constants).
+_RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
 class TrainingError(RuntimeError):
@@ -91,8 +106,9 @@ class TrainResult:
     ``metrics``: the last epoch's validation metrics; ``history``: one dict per
     epoch (also those before a resume); ``best_checkpoint`` / ``latest_checkpoint``:
     checkpoint directories (paths or URIs); ``test_metrics``: the best checkpoint
-    on the test split (``test_`` keys); ``export_dir``: ``model.pt``,
-    ``model.pt2``, ``metadata.json``; ``plots``: name -> PNG path.
+    on the test split (``test_`` keys) under ``test_protocol`` (``image-level`` or
+    ``identity-disjoint``); ``export_dir``: ``model.pt``, ``model.pt2``,
+    ``metadata.json``; ``plots``: name -> PNG path.
     """
 
     config: TrainConfig
@@ -104,6 +120,7 @@ class TrainResult:
     best_metrics: dict[str, Any]
     latest_checkpoint: str | None
     test_metrics: dict[str, float] = field(default_factory=dict)
+    test_protocol: str = ""
     export_dir: Path | None = None
     plots: dict[str, Path] = field(default_factory=dict)
     wall_time_s: float = 0.0
@@ -137,13 +154,6 @@ def output_dir(cfg: TrainConfig) -> Path:
     return Path(run_path(cfg))
 
 
-def latest_checkpoint(path: str | Path) -> Path | None:
-    """The highest-epoch ``checkpoint_epoch_*`` directory under a local run folder."""
-    p = Path(path)
-    found = sorted(p.glob("checkpoint_epoch_*/" + CHECKPOINT_FILE)) if p.is_dir() else []
-    return found[-1].parent if found else None
-
-
 # ----------------------------------------------------------------- progress
 
 
@@ -170,8 +180,8 @@ def _progress_callback(q):
 
 
 class _Printer:
-    def __init__(self, q, epochs: int, out=sys.stdout):
-        self.q, self.epochs, self.out = q, epochs, out
+    def __init__(self, q, epochs: int, fields: tuple[tuple[str, str], ...], out=sys.stdout):
+        self.q, self.epochs, self.fields, self.out = q, epochs, fields, out
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -190,7 +200,7 @@ class _Printer:
             if "_failure" in m:
                 line = f"worker failure ({m['_failure']}); Ray Train restarts from the latest checkpoint if retries remain"
             else:
-                line = format_progress(m, self.epochs)
+                line = format_progress(m, self.epochs, self.fields)
             print(line, file=self.out, flush=True)
 
     def __enter__(self):
@@ -220,10 +230,8 @@ def _ensure_ray(cfg: TrainConfig) -> None:
         log_to_driver=not quiet,
     )
     # Workers import facecore from where this process found it (a checkout on PYTHONPATH
-    # or site-packages).
-    import facecore
-
-    root = str(Path(facecore.__file__).resolve().parents[1])
+    # or site-packages): the folder above the facecore package.
+    root = str(Path(__file__).resolve().parents[2])
     pp = os.pathsep.join([root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": pp}}
     address = cfg.run.address or os.environ.get("RAY_ADDRESS")
@@ -231,10 +239,6 @@ def _ensure_ray(cfg: TrainConfig) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(**kwargs)
-
-
-def _score(cfg: TrainConfig) -> tuple[str, str]:
-    return cfg.score()
 
 
 def _history(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -261,7 +265,8 @@ def fit(
     out = sys.stdout if out is None else out
     validate(cfg)
     check_data_root(cfg)
-    score, mode = _score(cfg)
+    score, mode = cfg.score()
+    task = get_task(cfg.task)
     path = run_path(cfg)
     outdir = output_dir(cfg)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -269,8 +274,8 @@ def fit(
     loop_config: dict[str, Any] = {"train_config": config_to_dict(cfg)}
     if verbose:
         print(
-            f"facecore: training {cfg.task} ({getattr(getattr(cfg, 'ordinal', None), 'head', '') or cfg.model.backbone})"
-            f" on {cfg.data.name}, {cfg.run.workers} Ray Train worker(s), run {path}",
+            f"facecore: training {cfg.task} ({task.describe(cfg)}) on {cfg.data.name} "
+            f"({task.protocol_of(cfg)} splits), {cfg.run.workers} Ray Train worker(s), run {path}",
             file=out,
             flush=True,
         )
@@ -298,6 +303,7 @@ def fit(
     if finalize_run and best_path is not None:
         fin = finalize(best_path, outdir, export=cfg.run.export, plot=cfg.run.plot, history=history)
         res.test_metrics, res.export_dir, res.plots = fin["test_metrics"], fin["export_dir"], fin["plots"]
+        res.test_protocol = fin["test_protocol"]
     res.wall_time_s = time.perf_counter() - t0
     return res
 
@@ -311,36 +317,80 @@ def _fit_local(cfg, loop_config, path, score, mode, out):
     if _is_uri(path):
         raise ConfigError("run.workers=0 (local mode) needs a local run.storage, not a URI")
     Path(path).mkdir(parents=True, exist_ok=True)
-    latest = latest_checkpoint(path)
-    loop_config = dict(loop_config, persist_dir=path, print_progress=bool(cfg.run.verbose))
-    if latest is not None:
-        loop_config["resume_from"] = str(latest)
+    remove_stale_temporaries(path)
+    loop_config = dict(loop_config, run_dir=path, print_progress=bool(cfg.run.verbose))
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=0),
-        run_config=RayRunConfig(name=cfg.run.name, storage_path=str(Path(path).parent)),
-    )
     train_logger = logging.getLogger("ray.train")
     level = train_logger.level
-    if cfg.run.verbose < 2:  # local mode logs every report at INFO
+    if cfg.run.verbose < 2:  # local mode logs its start and every report at INFO
         train_logger.setLevel(logging.WARNING)
     try:
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config=loop_config,
+            scaling_config=ScalingConfig(num_workers=0),
+            run_config=RayRunConfig(name=cfg.run.name, storage_path=str(Path(path).parent)),
+        )
         trainer.fit()
     except Exception as exc:  # noqa: BLE001 - reported as one clear error
+        _raise_config_error(exc)
         raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
     finally:
         train_logger.setLevel(level)
-    dirs = sorted(Path(path).glob("checkpoint_epoch_*/metrics.json"))
+    return _run_summary(path, score, mode)
+
+
+def _run_summary(path: str, score: str, mode: str):
+    """``(last metrics with history, (best dir, best metrics), latest dir)`` from the
+    complete checkpoints of a local run folder (the folder is the truth: it also holds
+    checkpoints written after an earlier driver died, which Ray Train's list lacks)."""
+    dirs = complete_checkpoints(path)
     if not dirs:
         return None, (None, None), None
-    all_metrics = [(str(d.parent), json.loads(d.read_text())) for d in dirs]
+    all_metrics = [(str(d), json.loads((d / METRICS_FILE).read_text())) for d in dirs]
     sign = 1 if mode == "min" else -1
     best = min(all_metrics, key=lambda pm: sign * float(pm[1].get(score, float("inf") * sign)))
-    last_metrics = load_checkpoint(all_metrics[-1][0])["metrics"]
-    last_metrics = dict(last_metrics, history=load_checkpoint(all_metrics[-1][0])["history"])
+    last = load_checkpoint(all_metrics[-1][0])
+    last_metrics = dict(last["metrics"], history=last["history"])
     return last_metrics, best, all_metrics[-1][0]
+
+
+def _check_ray_snapshot(path: str) -> None:
+    """Ray Train restores its checkpoint list from a JSON snapshot in the run folder and
+    refuses to start when the file is unreadable (a process killed while writing it) or
+    names checkpoints that are gone. facecore resumes from the folder itself, so such a
+    snapshot is moved aside (with a warning) instead of blocking the run."""
+    snap = Path(path) / _RAY_SNAPSHOT
+    if not snap.is_file():
+        return
+    problem = None
+    try:
+        state = json.loads(snap.read_text())
+        names = set(_find_values(state, "checkpoint_dir_name"))
+        missing = sorted(n for n in names if n and not (Path(path) / n).is_dir())
+        if missing:
+            problem = f"it lists missing checkpoints {missing}"
+    except (OSError, ValueError) as e:
+        problem = f"{type(e).__name__}: {e}"
+    if problem is not None:
+        aside = snap.with_name(f"{snap.name}.invalid-{int(time.time())}")
+        os.replace(snap, aside)
+        warnings.warn(
+            f"Ray Train's checkpoint list {snap} could not be used ({problem}); moved to "
+            f"{aside.name}, resuming from the checkpoints in the run folder", stacklevel=3,
+        )
+
+
+def _find_values(obj: Any, key: str):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == key and isinstance(v, str):
+                yield v
+            else:
+                yield from _find_values(v, key)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _find_values(v, key)
 
 
 def _fit_ray(cfg, loop_config, path, score, mode, out):
@@ -349,6 +399,12 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
+    local = not _is_uri(path)
+    if local:  # workers write and resume from the run folder (facecore.train.checkpoints)
+        Path(path).mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        _check_ray_snapshot(path)
+        loop_config = dict(loop_config, run_dir=path)
     _ensure_ray(cfg)
     q = Queue(actor_options={"num_cpus": 0}) if cfg.run.verbose else None
     run_config = RayRunConfig(
@@ -376,11 +432,12 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     )
     try:
         if q is not None:
-            with _Printer(q, cfg.optim.epochs, out):
-                result = trainer.fit()
+            with _Printer(q, cfg.optim.epochs, get_task(cfg.task).progress, out):
+                result = _fit_interruptibly(trainer)
         else:
-            result = trainer.fit()
+            result = _fit_interruptibly(trainer)
     except Exception as exc:  # noqa: BLE001 - Ray wraps the worker's error
+        _raise_config_error(exc)
         raise TrainingError(f"training failed: {_root_cause(exc)}") from exc
     finally:
         if q is not None:
@@ -388,6 +445,8 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
                 q.shutdown()
             except Exception:  # noqa: BLE001
                 pass
+    if local:
+        return _run_summary(path, score, mode)
     sign = 1 if mode == "min" else -1
     best_list = list(result.best_checkpoints or [])
     if best_list:
@@ -401,8 +460,33 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
     return metrics, best, _checkpoint_path(result.checkpoint)
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost worker error of a Ray Train failure, in one line."""
+def _fit_interruptibly(trainer):
+    """``trainer.fit()`` in a helper thread, so that Ctrl-C reaches the caller's (main)
+    thread as ``KeyboardInterrupt`` (the CLI prints ``facecore: interrupted``, exit 130).
+
+    On the main thread Ray Train installs its own SIGINT handler, which aborts the run and
+    returns as if it had finished, or calls ``sys.exit`` when the Ctrl-C also stopped
+    Ray's processes (the whole process group gets it), so the interrupt was lost and the
+    command exited 1 without a word. Checkpoints are written atomically, so stopping at
+    any point is safe; the driver's exit ends the run's actors."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="facecore-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def _innermost(exc: BaseException) -> BaseException:
     seen = exc
     for attr in ("worker_failures", "_worker_failures"):
         failures = getattr(exc, attr, None)
@@ -411,6 +495,21 @@ def _root_cause(exc: BaseException) -> str:
             break
     while getattr(seen, "__cause__", None) is not None:
         seen = seen.__cause__
+    return seen
+
+
+def _raise_config_error(exc: BaseException) -> None:
+    """A configuration problem found on a worker (e.g. a split without genuine pairs) is a
+    usage error: re-raised as the one-line :class:`ConfigError` it is."""
+    inner = _innermost(exc)
+    if isinstance(inner, ConfigError):
+        lines = [ln for ln in str(inner).strip().splitlines() if ln.strip()]
+        raise ConfigError(lines[-1].strip() if lines else type(inner).__name__) from None
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost worker error of a Ray Train failure, in one line."""
+    seen = _innermost(exc)
     text = str(seen).strip().splitlines()
     last = [line for line in text if line.strip()][-1:] or [type(seen).__name__]
     return f"{type(seen).__name__}: {last[0].strip()}"
@@ -433,13 +532,28 @@ def _local_dir(path: str):
 def model_from_training_checkpoint(path: str | Path) -> tuple[torch.nn.Module, TrainConfig, dict]:
     """``(model in eval mode, its TrainConfig, the raw checkpoint dict)`` from a checkpoint
     directory written by the training loop (path or URI)."""
-    from facecore.models import model_from_checkpoint
-
     with _local_dir(str(path)) as d:
         state = load_checkpoint(d)
     model = model_from_checkpoint(state["model"])
     model.eval()
     return model, config_from_dict(state["train_config"]), state
+
+
+def plot_run(
+    cfg: TrainConfig, history: list[dict[str, Any]], test: dict[str, torch.Tensor], outdir
+) -> dict[str, Path]:
+    """The learning curves and the task's plots into ``outdir``; ``{}`` (with a warning)
+    without matplotlib."""
+    outdir = Path(outdir)
+    out: dict[str, Path] = {}
+    try:
+        if history:
+            out["learning_curves"] = P.plot_learning_curves(history, outdir / "learning_curves.png")
+        if test:
+            out.update(get_task(cfg.task).plots(cfg, test, outdir))
+    except P.MissingMatplotlib as exc:
+        warnings.warn(f"{exc}; no plots written", stacklevel=2)
+    return out
 
 
 def finalize(
@@ -453,12 +567,11 @@ def finalize(
 ) -> dict[str, Any]:
     """Evaluate a training checkpoint on its test split; export and plot it.
 
-    Writes ``evaluation.json`` (test metrics, checkpoint, epoch), ``export/`` and
-    the PNG plots into ``outdir``; returns ``{"test_metrics", "export_dir",
-    "plots"}``. ``data_overrides`` changes the data section (e.g. another root).
+    Writes ``evaluation.json`` (test metrics, ``test_protocol``, ``split_by``, checkpoint,
+    epoch), ``export/`` and the PNG plots into ``outdir``; returns ``{"test_metrics",
+    "test_protocol", "export_dir", "plots"}``. ``data_overrides`` changes the data section
+    (e.g. another root).
     """
-    from facecore.train.datasets import build_splits
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     model, cfg, state = model_from_training_checkpoint(checkpoint)
@@ -466,38 +579,32 @@ def finalize(
         d = config_to_dict(cfg)
         d["data"].update(data_overrides)
         cfg = config_from_dict(d)
-    splits = build_splits(cfg.data, cfg.task)
+    task = get_task(cfg.task)
+    splits = build_splits(cfg)
     test = predict_dataset(cfg, model, splits.test, batch_size=cfg.data.eval_batch_size)
-    test_metrics = evaluate(cfg, test, splits.labels("train"), prefix="test_")
+    test_metrics = evaluate(cfg, test, splits.labels("train"), "test") if test else {}
     (outdir / "evaluation.json").write_text(
         json.dumps(
-            {"checkpoint": str(checkpoint), "epoch": state["epoch"], **test_metrics},
+            {"checkpoint": str(checkpoint), "epoch": state["epoch"], "task": cfg.task,
+             "test_protocol": task.protocol_of(cfg), "split_by": splits.split_by,
+             "split_sizes": splits.sizes(), **test_metrics},
             indent=1,
         )
     )
     export_dir = None
     if export:
-        export_dir = export_checkpoint_model(model, cfg, splits, outdir / "export")
+        export_dir = export_checkpoint(model, state, outdir / "export")
     plots: dict[str, Path] = {}
     if plot:
-        from facecore.train import plots as P
+        plots = plot_run(cfg, history or state.get("history", []), test, outdir)
+    return {"test_metrics": test_metrics, "test_protocol": task.protocol_of(cfg),
+            "export_dir": export_dir, "plots": plots}
 
-        plots = P.plot_run(cfg, history or state.get("history", []), test, outdir)
-    return {"test_metrics": test_metrics, "export_dir": export_dir, "plots": plots}
 
-
-def export_checkpoint_model(model, cfg: TrainConfig, splits, directory: Path) -> Path:
-    """Export with :func:`facecore.export.export_model` (preprocess, class names, age offset)."""
-    from facecore.export import export_model
-
-    kwargs: dict[str, Any] = {"preprocess": splits.preprocess}
-    if isinstance(cfg, AgeConfig):
-        ds = splits.train.dataset
-        names = getattr(ds, "class_names", None) or getattr(ds, "age_groups", None)
-        if names:
-            kwargs["class_names"] = list(names)
-        kwargs["age_offset"] = cfg.ordinal.age_offset
-    elif isinstance(cfg, GenderConfig):
-        kwargs["class_names"] = list(cfg.binary.class_names)
-    export_model(model, directory, **kwargs)
+def export_checkpoint(model: torch.nn.Module, state: dict[str, Any], directory: str | Path) -> Path:
+    """Export ``model`` with :func:`facecore.serving.export_model` using the settings the
+    training checkpoint ``state`` stores (``export``: preprocess, class names, age offset);
+    no dataset is needed."""
+    settings = dict(state["export"])
+    export_model(model, directory, **settings)
     return Path(directory)

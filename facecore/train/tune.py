@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from facecore.train.config import (
-    AgeConfig,
     apply_overrides,
+    check_run_name,
     config_from_dict,
     config_to_dict,
     load_config,
 )
 from facecore.train.loops import Session, run_training
+from facecore.train.sections import TrainConfig
 
 __all__ = ["TuneSession", "ordinal_trial", "sweep_ordinal_heads", "TUNE_SMALL"]
 
@@ -48,8 +49,8 @@ class TuneSession(Session):
         ray.tune.report({k: v for k, v in metrics.items() if k != "history"})
 
 
-def trial_config(config: dict[str, Any]) -> AgeConfig:
-    """The :class:`AgeConfig` of a trial: ``config["base"]`` (a config dict) with
+def trial_config(config: dict[str, Any]) -> TrainConfig:
+    """The age config of a trial: ``config["base"]`` (a config dict) with
     ``head`` / ``lr`` (and any ``overrides``, dotted keys) applied."""
     data = dict(config["base"])
     extra: dict[str, Any] = dict(config.get("overrides") or {})
@@ -57,10 +58,8 @@ def trial_config(config: dict[str, Any]) -> AgeConfig:
         extra["ordinal.head"] = config["head"]
     if "lr" in config:
         extra["optim.lr"] = float(config["lr"])
-    cfg = config_from_dict(apply_overrides(data, extra))
-    if not isinstance(cfg, AgeConfig):
-        raise ValueError(f"ordinal sweeps need an age config, got task {cfg.task!r}")
-    return cfg
+    # a config without an ordinal section (not an age config) fails here, naming the key
+    return config_from_dict(apply_overrides(data, extra))
 
 
 def ordinal_trial(config: dict[str, Any]) -> None:
@@ -72,7 +71,7 @@ def ordinal_trial(config: dict[str, Any]) -> None:
 
 
 def sweep_ordinal_heads(
-    base: AgeConfig | None = None,
+    base: TrainConfig | None = None,
     *,
     heads: tuple[str, ...] = ("ce", "niu", "coral", "corn"),
     lrs: tuple[float, ...] = (1e-3, 3e-3),
@@ -92,12 +91,11 @@ def sweep_ordinal_heads(
     from ray import tune
 
     base = base if base is not None else load_config("age_coral_synthetic", TUNE_SMALL)
+    check_run_name(name, storage, key="name")
     if not ray.is_initialized():
         import logging
 
-        import facecore
-
-        root = str(Path(facecore.__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])  # the folder above the package
         pp = os.pathsep.join([root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
         ray.init(
             include_dashboard=False,

@@ -6,7 +6,7 @@
 //    path with `python -c "import facecore; print(facecore.library_path())"`). It registers
 //    torch.ops.facecore.* with the dispatcher; it is built with py_limited_api and does not
 //    need libtorch_python, so a plain libtorch process can load it.
-// 2. torch::jit::load()s a model written by facecore.export.export_model and checks that the
+// 2. torch::jit::load()s a model written by facecore.export_model and checks that the
 //    library implements the op-set version the model was exported with.
 // 3. Reads a binary PPM (P6) or PGM (P5) image, scales it to [0, 1] and, when it is not
 //    already S x S (S = the model's input_size), resizes the shorter side to the model's
@@ -186,7 +186,7 @@ int run(int argc, char** argv) {
   if (!model.hasattr("task") || !model.hasattr("op_version") ||
       !model.find_method("library_op_version")) {
     throw std::runtime_error("'" + model_path +
-                             "' is not a facecore export (see facecore.export.export_model)");
+                             "' is not a facecore export (see facecore.export_model)");
   }
   const std::string task = model.attr("task").toStringRef();
   if (task != "age") {

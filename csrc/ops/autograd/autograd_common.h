@@ -2,6 +2,8 @@
 
 // Helpers shared by the C++ autograd functions of every op family.
 
+#include <initializer_list>
+
 #include <ATen/core/Tensor.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
@@ -39,6 +41,24 @@ inline void check_first_order(const char* op) {
       !at::GradMode::is_enabled(), op,
       ": second derivatives are not implemented; backward with create_graph=True is not "
       "supported through this op");
+}
+
+// The internal ops (_*_fused, _*_backward) are building blocks of the C++
+// autograd, not differentiable on their own: with grad mode on, an input that
+// requires grad is an error pointing at the public op (`public_op`).
+inline void check_internal(
+    const char* op,
+    std::initializer_list<const at::Tensor*> inputs,
+    const char* public_op) {
+  if (!at::GradMode::is_enabled()) {
+    return;
+  }
+  for (const at::Tensor* t : inputs) {
+    TORCH_CHECK(
+        !(t->defined() && t->requires_grad()), op,
+        " is an internal op and is not differentiable; call the public op (e.g. ", public_op,
+        ") instead");
+  }
 }
 
 } // namespace facecore::ops::autograd

@@ -30,6 +30,7 @@ using torch::autograd::Variable;
 using torch::autograd::variable_list;
 
 using facecore::ops::autograd::check_first_order;
+using facecore::ops::autograd::check_internal;
 using facecore::ops::autograd::is_plain_cpu_one;
 
 bool has(const std::optional<at::Tensor>& t) {
@@ -179,20 +180,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_autograd(
   return ops::contrastive_loss(dist, labels, pos_margin, neg_margin, form, reduction);
 }
 
-// The internal ops are building blocks of the autograd above, not
-// differentiable on their own.
-void check_internal(const char* op, std::initializer_list<const at::Tensor*> inputs) {
-  if (!at::GradMode::is_enabled()) {
-    return;
-  }
-  for (const at::Tensor* t : inputs) {
-    TORCH_CHECK(
-        !(t->defined() && t->requires_grad()), op,
-        " is an internal op and is not differentiable; call the public op (e.g. "
-        "facecore::triplet_margin_loss) instead");
-  }
-}
-
 std::tuple<at::Tensor, at::Tensor> pairwise_distance_backward_autograd(
     const at::Tensor& grad,
     const at::Tensor& x,
@@ -201,7 +188,8 @@ std::tuple<at::Tensor, at::Tensor> pairwise_distance_backward_autograd(
     c10::string_view metric,
     bool normalize) {
   const at::Tensor yt = has(y) ? *y : at::Tensor();
-  check_internal("facecore::_pairwise_distance_backward", {&grad, &x, &yt, &dist});
+  check_internal(
+      "facecore::_pairwise_distance_backward", {&grad, &x, &yt, &dist}, "facecore::pairwise_distance");
   at::AutoDispatchBelowADInplaceOrView guard;
   return detail::_pairwise_distance_backward(grad, x, y, dist, metric, normalize);
 }
@@ -215,7 +203,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> triplet_fused_autogra
     c10::string_view mining,
     std::optional<double> mining_margin,
     c10::string_view reduction) {
-  check_internal("facecore::_triplet_margin_loss_fused", {&dist});
+  check_internal(
+      "facecore::_triplet_margin_loss_fused", {&dist}, "facecore::triplet_margin_loss");
   at::AutoDispatchBelowADInplaceOrView guard;
   return detail::_triplet_margin_loss_fused(
       dist, labels, margin, swap, soft, mining, mining_margin, reduction);
@@ -228,13 +217,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_fused_aut
     double neg_margin,
     c10::string_view form,
     c10::string_view reduction) {
-  check_internal("facecore::_contrastive_loss_fused", {&dist});
+  check_internal(
+      "facecore::_contrastive_loss_fused", {&dist}, "facecore::contrastive_loss");
   at::AutoDispatchBelowADInplaceOrView guard;
   return detail::_contrastive_loss_fused(dist, labels, pos_margin, neg_margin, form, reduction);
 }
 
 at::Tensor matching_loss_backward_autograd(const at::Tensor& grad, const at::Tensor& unit_grad) {
-  check_internal("facecore::_matching_loss_backward", {&grad, &unit_grad});
+  check_internal(
+      "facecore::_matching_loss_backward", {&grad, &unit_grad}, "facecore::triplet_margin_loss");
   at::AutoDispatchBelowADInplaceOrView guard;
   return detail::_matching_loss_backward(grad, unit_grad);
 }

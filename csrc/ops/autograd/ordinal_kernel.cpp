@@ -27,6 +27,7 @@ using torch::autograd::Variable;
 using torch::autograd::variable_list;
 
 using facecore::ops::autograd::check_first_order;
+using facecore::ops::autograd::check_internal;
 using facecore::ops::autograd::is_plain_cpu_one;
 
 class OrdinalLossFunction : public torch::autograd::Function<OrdinalLossFunction> {
@@ -87,6 +88,48 @@ class OrdinalProbsFunction : public torch::autograd::Function<OrdinalProbsFuncti
   }
 };
 
+// ordinal_predict: the gradient of the probabilities is
+// _ordinal_probs_backward's, with zeros for the outputs that were not computed
+// or receive no gradient; the labels (last) are integers, not differentiable.
+class OrdinalPredictFunction : public torch::autograd::Function<OrdinalPredictFunction> {
+ public:
+  static variable_list forward(
+      AutogradContext* ctx,
+      const Variable& logits,
+      c10::string_view head,
+      double threshold,
+      bool cum_probs,
+      bool class_probs,
+      bool expected,
+      bool labels) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [cum, cls, exp, lab] =
+        ops::ordinal_predict(logits, head, threshold, cum_probs, class_probs, expected, labels);
+    ctx->save_for_backward({logits});
+    ctx->saved_data["head"] = std::string(head);
+    ctx->mark_non_differentiable({lab});
+    return {cum, cls, exp, lab};
+  }
+
+  static variable_list backward(AutogradContext* ctx, const variable_list& grad_output) {
+    check_first_order("facecore::ordinal_predict");
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& logits = saved[0];
+    const int64_t N = logits.size(0);
+    const int64_t T = logits.size(1);
+    auto full = [&](const at::Tensor& g, std::vector<int64_t> shape) {
+      if (g.defined() && g.sizes() == at::IntArrayRef(shape)) {
+        return g;
+      }
+      return at::zeros(shape, logits.options());
+    };
+    at::Tensor grad = detail::_ordinal_probs_backward(
+        full(grad_output[0], {N, T}), full(grad_output[1], {N, T + 1}), full(grad_output[2], {N}),
+        logits, ctx->saved_data["head"].toStringRef());
+    return {grad, Variable(), Variable(), Variable(), Variable(), Variable(), Variable()};
+  }
+};
+
 at::Tensor loss_autograd(
     bool corn,
     const at::Tensor& logits,
@@ -134,6 +177,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ordinal_probs_autograd(
   return ops::ordinal_probs(logits, head);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ordinal_predict_autograd(
+    const at::Tensor& logits,
+    c10::string_view head,
+    double threshold,
+    bool cum_probs,
+    bool class_probs,
+    bool expected,
+    bool labels) {
+  if (at::GradMode::is_enabled() && logits.requires_grad() &&
+      (cum_probs || class_probs || expected)) {
+    auto out = OrdinalPredictFunction::apply(
+        logits, head, threshold, cum_probs, class_probs, expected, labels);
+    return {out[0], out[1], out[2], out[3]};
+  }
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return ops::ordinal_predict(logits, head, threshold, cum_probs, class_probs, expected, labels);
+}
+
 // Integer output: nothing to differentiate.
 at::Tensor ordinal_labels_autograd(
     const at::Tensor& logits,
@@ -143,26 +204,13 @@ at::Tensor ordinal_labels_autograd(
   return ops::ordinal_labels(logits, head, threshold);
 }
 
-// The internal ops are building blocks of the autograd above, not
-// differentiable on their own.
-void check_internal(const char* op, std::initializer_list<const at::Tensor*> inputs) {
-  if (!at::GradMode::is_enabled()) {
-    return;
-  }
-  for (const at::Tensor* t : inputs) {
-    TORCH_CHECK(
-        !(t->defined() && t->requires_grad()), op,
-        " is an internal op and is not differentiable; call the public op (e.g. "
-        "facecore::coral_loss) instead");
-  }
-}
-
 std::tuple<at::Tensor, at::Tensor> coral_loss_fused_autograd(
     const at::Tensor& logits,
     const at::Tensor& labels,
     const std::optional<at::Tensor>& weights,
     c10::string_view reduction) {
-  check_internal("facecore::_coral_loss_fused", {&logits});
+  check_internal(
+      "facecore::_coral_loss_fused", {&logits}, "facecore::coral_loss");
   at::AutoDispatchBelowADInplaceOrView guard;
   return detail::_coral_loss_fused(logits, labels, weights, reduction);
 }
@@ -172,7 +220,8 @@ std::tuple<at::Tensor, at::Tensor> corn_loss_fused_autograd(
     const at::Tensor& labels,
     const std::optional<at::Tensor>& weights,
     c10::string_view reduction) {
-  check_internal("facecore::_corn_loss_fused", {&logits});
+  check_internal(
+      "facecore::_corn_loss_fused", {&logits}, "facecore::corn_loss");
   at::AutoDispatchBelowADInplaceOrView guard;
   return detail::_corn_loss_fused(logits, labels, weights, reduction);
 }
@@ -181,7 +230,8 @@ at::Tensor ordinal_loss_backward_autograd(
     const at::Tensor& grad,
     const at::Tensor& unit_grad,
     c10::string_view reduction) {
-  check_internal("facecore::_ordinal_loss_backward", {&grad, &unit_grad});
+  check_internal(
+      "facecore::_ordinal_loss_backward", {&grad, &unit_grad}, "facecore::coral_loss");
   at::AutoDispatchBelowADInplaceOrView guard;
   return detail::_ordinal_loss_backward(grad, unit_grad, reduction);
 }
@@ -192,7 +242,8 @@ at::Tensor ordinal_probs_backward_autograd(
     const at::Tensor& g_exp,
     const at::Tensor& logits,
     c10::string_view head) {
-  check_internal("facecore::_ordinal_probs_backward", {&g_cum, &g_cls, &g_exp, &logits});
+  check_internal(
+      "facecore::_ordinal_probs_backward", {&g_cum, &g_cls, &g_exp, &logits}, "facecore::ordinal_probs");
   at::AutoDispatchBelowADInplaceOrView guard;
   return detail::_ordinal_probs_backward(g_cum, g_cls, g_exp, logits, head);
 }
@@ -204,6 +255,7 @@ TORCH_LIBRARY_IMPL(facecore, Autograd, m) {
   m.impl("corn_loss", TORCH_FN(corn_loss_autograd));
   m.impl("ordinal_probs", TORCH_FN(ordinal_probs_autograd));
   m.impl("ordinal_labels", TORCH_FN(ordinal_labels_autograd));
+  m.impl("ordinal_predict", TORCH_FN(ordinal_predict_autograd));
   m.impl("_coral_loss_fused", TORCH_FN(coral_loss_fused_autograd));
   m.impl("_corn_loss_fused", TORCH_FN(corn_loss_fused_autograd));
   m.impl("_ordinal_loss_backward", TORCH_FN(ordinal_loss_backward_autograd));

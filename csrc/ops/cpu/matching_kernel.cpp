@@ -1,17 +1,20 @@
 // CPU kernels of the face-matching op family (schemas in ../matching.cpp).
 //
-// pairwise_distance: one matrix product (BLAS) for <x_i, y_j>, then a row-
-//   parallel pass turning it into distances. Where the product form loses
-//   precision to cancellation (|x_i - y_j|^2 < |x_i|^2/16 + |y_j|^2/16, which
-//   includes every diagonal entry of a batch against itself) the squared
-//   distance is recomputed exactly from the differences, so near-duplicates
-//   get accurate small distances and the diagonal is exactly 0.
-// Triplet loss: anchors are split across threads; for each anchor, each
-//   positive p runs one branch-free pass over the anchor's distance row,
-//   testing every negative n for the mining condition and accumulating the
-//   loss and dL/d(dist) in place (no triplet list, no B^3 buffer). With swap
-//   the gradient also lands in row p, so threads then own whole identities
-//   (all anchors of a label) instead of single anchors: no races.
+// pairwise_distance: |x_i|^2 + |y_j|^2 - 2 <x_i, y_j> in one BLAS call
+//   (addmm). Where the product form loses precision to cancellation
+//   (|x_i - y_j|^2 < |x_i|^2/16 + |y_j|^2/16, which includes every diagonal
+//   entry of a batch against itself) the squared distance is recomputed
+//   exactly from the differences, so near-duplicates get accurate small
+//   distances and the diagonal is exactly 0; then one vectorised sqrt.
+// Triplet loss: anchors are split across threads; each anchor runs one
+//   vectorised, branch-free pass over its distance row (cpu/matching_rows.h,
+//   built for the CPU capability ATen runs with): V columns at a time, every
+//   positive p tests the columns for the mining condition, and the loss, the
+//   counts and dL/d(dist) accumulate in registers, the row's gradient written
+//   once per column (no triplet list, no B^3 buffer). With swap the gradient
+//   also lands in row p: one pass per positive (auto-vectorised), and threads
+//   own whole identities (all anchors of a label) instead of single anchors,
+//   so there are no races.
 // Batch-hard: one O(B) pass per anchor. Contrastive: one pass per row.
 // Everything accumulates in acc_t (fp32 for half types); per-anchor loss sums
 // are kept in fp64.
@@ -20,6 +23,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -38,15 +42,14 @@
 
 #include "../matching_common.h"
 #include "../matching_math.h"
+#include "vec_isa.h"
 
 namespace facecore::ops::matching {
 namespace {
 
 constexpr double kRecompute = 0.0625;
 
-int64_t grain_for(int64_t row_len) {
-  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_len));
-}
+
 
 // ------------------------------------------------------------ distances
 
@@ -64,55 +67,102 @@ at::Tensor pairwise_distance_cpu(
   const int64_t B = X.size(0);
   const int64_t M = Y.size(0);
   const int64_t D = X.size(1);
-  at::Tensor out = at::empty({B, M}, x.options());
   if (B == 0 || M == 0) {
-    return out;
+    return at::empty({B, M}, x.options());
   }
-  // <x_i, y_j> straight into the output when it has the accumulation dtype.
-  at::Tensor G = x.scalar_type() == X.scalar_type() ? out : at::empty({B, M}, X.options());
-  at::mm_out(G, X, Y.t());
+  if (metric == Metric::Cosine) {
+    return at::addmm(at::ones({}, X.options()), X, Y.t(), 1, -1).to(x.scalar_type());
+  }
+  // |x_i|^2 + |y_j|^2 - 2 <x_i, y_j> in one BLAS call
   const at::Tensor nx = X.pow(2).sum(1);
   const at::Tensor ny = self ? nx : Y.pow(2).sum(1);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, x.scalar_type(), "facecore_pairwise_distance_cpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        const acc_t* g = G.const_data_ptr<acc_t>();
-        const acc_t* xp = X.const_data_ptr<acc_t>();
-        const acc_t* yp = Y.const_data_ptr<acc_t>();
-        const acc_t* nxp = nx.const_data_ptr<acc_t>();
-        const acc_t* nyp = ny.const_data_ptr<acc_t>();
-        scalar_t* o = out.mutable_data_ptr<scalar_t>();
-        const acc_t tau = static_cast<acc_t>(kRecompute);
-        at::parallel_for(0, B, grain_for(M * 4), [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) {
-            for (int64_t j = 0; j < M; ++j) {
-              const acc_t gij = g[i * M + j];
-              acc_t r;
-              if (metric == Metric::Cosine) {
-                r = acc_t(1) - gij;
-              } else {
-                const acc_t n2 = nxp[i] + nyp[j];
-                acc_t s = n2 - acc_t(2) * gij;
-                if (s < tau * n2) {
-                  // cancellation: recompute from the differences (exact 0 on
-                  // the diagonal; NaN compares false and stays NaN)
-                  const acc_t* xi = xp + i * D;
-                  const acc_t* yj = yp + j * D;
-                  acc_t t = acc_t(0);
-                  for (int64_t k = 0; k < D; ++k) {
-                    const acc_t d = xi[k] - yj[k];
-                    t += d * d;
-                  }
-                  s = t;
-                }
-                r = metric == Metric::Euclidean ? std::sqrt(s) : s;
-              }
-              o[i * M + j] = static_cast<scalar_t>(r);
-            }
+  const at::Tensor n2 = nx.unsqueeze(1) + ny.unsqueeze(0);
+  at::Tensor sq = at::addmm(n2, X, Y.t(), 1, -2);
+  // cancellation: recompute from the differences where the product form has
+  // lost the precision (exact 0 on the diagonal; NaN compares false, stays NaN)
+  const at::Tensor bad = at::lt(sq, n2 * kRecompute).nonzero().contiguous(); // [K, 2]
+  const int64_t nbad = bad.size(0);
+  if (nbad > 0) {
+    AT_DISPATCH_FLOATING_TYPES(sq.scalar_type(), "facecore_pairwise_distance_cpu", [&] {
+      const int64_t* ij = bad.const_data_ptr<int64_t>();
+      const scalar_t* xp = X.const_data_ptr<scalar_t>();
+      const scalar_t* yp = Y.const_data_ptr<scalar_t>();
+      scalar_t* sp = sq.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, nbad, grain_for(D), [&](int64_t begin, int64_t end) {
+        for (int64_t e = begin; e < end; ++e) {
+          const int64_t i = ij[2 * e];
+          const int64_t j = ij[2 * e + 1];
+          scalar_t t = scalar_t(0);
+          for (int64_t k = 0; k < D; ++k) {
+            const scalar_t d = xp[i * D + k] - yp[j * D + k];
+            t += d * d;
           }
-        });
+          sp[i * M + j] = t;
+        }
       });
-  return out;
+    });
+  }
+  if (metric == Metric::Euclidean) {
+    sq.sqrt_();
+  }
+  return sq.to(x.scalar_type());
+}
+
+// distance_backward (../matching_common.h) for a batch against itself, with
+// the symmetrisation S = W + W^T done as a blocked transpose copy plus an add
+// (a strided add of W^T is several times slower on the CPU) and the final
+// combination as one BLAS call:
+//   L2:     dL/dx = x * rowsum(S) - S x      (W = 2G, or G / dist with 0 at 0)
+//   cosine: dL/dx = -S x                     (on the normalised rows)
+at::Tensor distance_backward_self_cpu(
+    const at::Tensor& grad,
+    const at::Tensor& x,
+    const at::Tensor& dist,
+    Metric metric,
+    bool normalize) {
+  const at::ScalarType acc = acc_dtype(x.scalar_type());
+  const bool norm = normalize || metric == Metric::Cosine;
+  const at::Tensor xr = x.to(acc).contiguous();
+  const at::Tensor X = norm ? normalize_rows(xr) : xr;
+  const int64_t B = X.size(0);
+  at::Tensor W = at::empty({B, B}, X.options());
+  const at::Tensor G = grad.to(acc).contiguous();
+  const at::Tensor d = dist.to(acc).contiguous();
+  AT_DISPATCH_FLOATING_TYPES(acc, "facecore_distance_backward_cpu", [&] {
+    const scalar_t* gp = G.const_data_ptr<scalar_t>();
+    const scalar_t* dp = d.const_data_ptr<scalar_t>();
+    scalar_t* wp = W.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, B, grain_for(B), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const scalar_t* gi = gp + i * B;
+        const scalar_t* di = dp + i * B;
+        scalar_t* wi = wp + i * B;
+        if (metric == Metric::Euclidean) {
+          for (int64_t j = 0; j < B; ++j) {
+            // 0 where the distance is exactly 0 (subgradient); NaN flows
+            wi[j] = di[j] == scalar_t(0) ? scalar_t(0) : gi[j] / di[j];
+          }
+        } else if (metric == Metric::SqEuclidean) {
+          for (int64_t j = 0; j < B; ++j) {
+            wi[j] = gi[j] * scalar_t(2);
+          }
+        } else {
+          for (int64_t j = 0; j < B; ++j) {
+            wi[j] = gi[j];
+          }
+        }
+      }
+    });
+  });
+  at::Tensor Wt = at::empty({B, B}, X.options());
+  Wt.copy_(W.t());
+  const at::Tensor S = W.add_(Wt);
+  at::Tensor gX = metric == Metric::Cosine ? at::mm(S, X).neg_()
+                                           : at::addmm(X * S.sum(1, true), S, X, 1, -1);
+  if (norm) {
+    gX = normalize_rows_backward(gX, xr);
+  }
+  return gX.to(x.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor> pairwise_distance_backward_cpu(
@@ -125,6 +175,11 @@ std::tuple<at::Tensor, at::Tensor> pairwise_distance_backward_cpu(
   const char* op = "facecore::_pairwise_distance_backward";
   check_distance_backward_inputs(op, grad, x, y, dist);
   const Metric metric = parse_metric(metric_s, op);
+  if (!(y.has_value() && y->defined())) {
+    return {
+        distance_backward_self_cpu(grad, x, dist, metric, normalize),
+        at::empty({0, x.size(1)}, x.options())};
+  }
   return distance_backward(grad, x, y, dist, metric, normalize);
 }
 
@@ -344,14 +399,47 @@ void triplet_rows(
   starts.push_back(B);
   const int64_t items = static_cast<int64_t>(starts.size()) - 1;
   const int64_t per_anchor = kMining == Mining::BatchHard ? B : B * 8;
+  // ATen's portable Vectorized (no AVX2) is slower than the compiler's own
+  // vectorisation of the per-positive pass below: use it there.
+  const bool vectorised = ::facecore::ops::cpu::cpu_isa() != ::facecore::ops::cpu::Isa::Default;
+  const auto anchor = cpu::triplet_anchor_fn<acc_t>();
   at::parallel_for(0, items, grain_for(per_anchor), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> neg(kMining == Mining::BatchHard ? 0 : B);
+    std::vector<int64_t> pos;
+    std::vector<acc_t> dap;
+    std::vector<acc_t> gpos;
     for (int64_t it = begin; it < end; ++it) {
       for (int64_t k = starts[it]; k < starts[it + 1]; ++k) {
         const int64_t a = order[k];
         AnchorSums s;
         if constexpr (kMining == Mining::BatchHard) {
           batch_hard_anchor<acc_t, kSoft, kSwap>(a, Dm, lab, B, prm, Gm, &s);
+        } else if (!kSwap && vectorised) {
+          // vectorised pass (matching_rows.h): every positive per column,
+          // the row's gradient accumulated in registers
+          const int64_t la = lab[a];
+          const acc_t* Da = Dm + a * B;
+          pos.clear();
+          dap.clear();
+          for (int64_t n = 0; n < B; ++n) {
+            const bool same = lab[n] == la;
+            neg[n] = same ? acc_t(0) : acc_t(1);
+            if (same && n != a) {
+              pos.push_back(n);
+              dap.push_back(Da[n]);
+            }
+          }
+          const int64_t np = static_cast<int64_t>(pos.size());
+          gpos.resize(np);
+          anchor(Da, neg.data(), B, dap.data(), np, kMining, kSoft,
+                 static_cast<acc_t>(prm.margin), static_cast<acc_t>(prm.mining_margin),
+                 !prm.nonzero, Gm == nullptr ? nullptr : Gm + a * B,
+                 Gm == nullptr ? nullptr : gpos.data(), &s.loss, &s.active, &s.mined);
+          if (Gm != nullptr) {
+            for (int64_t j = 0; j < np; ++j) {
+              Gm[a * B + pos[j]] += gpos[j];
+            }
+          }
         } else {
           const int64_t la = lab[a];
           for (int64_t n = 0; n < B; ++n) {
@@ -403,7 +491,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> triplet_forward(
     check_margin(op, "mining_margin", *mining_margin);
   }
   const Mining mining = parse_mining(mining_s, op);
-  const Reduction red = parse_reduction(reduction_s, op);
+  const Reduction red = parse_reduction(reduction_s, op, kLossReductions);
   const at::ScalarType acc = acc_dtype(dist_in.scalar_type());
   const at::Tensor dist = dist_in.to(acc).contiguous();
   const at::Tensor lab = labels_in.to(at::kLong).contiguous();
@@ -451,7 +539,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_forward(
   check_margin(op, "pos_margin", pos_margin);
   check_margin(op, "neg_margin", neg_margin);
   const PairForm form = parse_form(form_s, op);
-  const Reduction red = parse_reduction(reduction_s, op);
+  const Reduction red = parse_reduction(reduction_s, op, kLossReductions);
   const at::ScalarType acc = acc_dtype(dist_in.scalar_type());
   const at::Tensor dist = dist_in.to(acc).contiguous();
   const at::Tensor lab = labels_in.to(at::kLong).contiguous();
@@ -527,54 +615,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_forward(
 
 // ---------------------------------------------------------------- entry points
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_cpu(
-    const at::Tensor& dist,
-    const at::Tensor& labels,
-    double margin,
-    bool swap,
-    bool soft,
-    c10::string_view mining,
-    std::optional<double> mining_margin,
-    c10::string_view reduction) {
-  auto [loss, active, cands, grad] =
-      triplet_forward(dist, labels, margin, swap, soft, mining, mining_margin, reduction, false);
-  return {loss, active, cands};
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> triplet_fused_cpu(
-    const at::Tensor& dist,
-    const at::Tensor& labels,
-    double margin,
-    bool swap,
-    bool soft,
-    c10::string_view mining,
-    std::optional<double> mining_margin,
-    c10::string_view reduction) {
-  return triplet_forward(dist, labels, margin, swap, soft, mining, mining_margin, reduction, true);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_cpu(
-    const at::Tensor& dist,
-    const at::Tensor& labels,
-    double pos_margin,
-    double neg_margin,
-    c10::string_view form,
-    c10::string_view reduction) {
-  auto [loss, active, cands, grad] =
-      contrastive_forward(dist, labels, pos_margin, neg_margin, form, reduction, false);
-  return {loss, active, cands};
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_fused_cpu(
-    const at::Tensor& dist,
-    const at::Tensor& labels,
-    double pos_margin,
-    double neg_margin,
-    c10::string_view form,
-    c10::string_view reduction) {
-  return contrastive_forward(dist, labels, pos_margin, neg_margin, form, reduction, true);
-}
-
 at::Tensor matching_loss_backward_cpu(const at::Tensor& grad, const at::Tensor& unit_grad) {
   check_loss_backward_inputs("facecore::_matching_loss_backward", grad, unit_grad);
   return scale_unit_grad(grad, unit_grad);
@@ -585,10 +625,11 @@ at::Tensor matching_loss_backward_cpu(const at::Tensor& grad, const at::Tensor& 
 TORCH_LIBRARY_IMPL(facecore, CPU, m) {
   m.impl("pairwise_distance", TORCH_FN(pairwise_distance_cpu));
   m.impl("_pairwise_distance_backward", TORCH_FN(pairwise_distance_backward_cpu));
-  m.impl("triplet_margin_loss", TORCH_FN(triplet_cpu));
-  m.impl("_triplet_margin_loss_fused", TORCH_FN(triplet_fused_cpu));
-  m.impl("contrastive_loss", TORCH_FN(contrastive_cpu));
-  m.impl("_contrastive_loss_fused", TORCH_FN(contrastive_fused_cpu));
+  using Loss = LossKernels<&triplet_forward, &contrastive_forward>;
+  m.impl("triplet_margin_loss", TORCH_FN(Loss::triplet));
+  m.impl("_triplet_margin_loss_fused", TORCH_FN(Loss::triplet_fused));
+  m.impl("contrastive_loss", TORCH_FN(Loss::contrastive));
+  m.impl("_contrastive_loss_fused", TORCH_FN(Loss::contrastive_fused));
   m.impl("_matching_loss_backward", TORCH_FN(matching_loss_backward_cpu));
 }
 

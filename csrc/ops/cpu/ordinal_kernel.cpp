@@ -1,12 +1,19 @@
 // CPU kernels of the ordinal op family (schemas in ../ordinal.cpp).
 //
 // Rows are split across threads with at::parallel_for; every row is computed
-// in one pass in the accumulation type (fp32 for half types). The loss rows run
-// vectorised (ordinal_rows.h, AVX2 when available); prediction rows use the
-// scalar math shared with CUDA (../ordinal_math.h).
+// in one pass in the accumulation type (fp32 for half types), vectorised with
+// at::vec (ordinal_rows.h, built for the CPU capability ATen runs with; see
+// vec_isa.h):
+//   losses       the loss and its gradient in one read of the logits;
+//   prediction   one fused pass for labels, P(y > k), P(y = k) and the
+//                expected rank, computing only the outputs asked for
+//                (ordinal_labels, ordinal_probs and ordinal_predict are three
+//                views of it).
 
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -16,7 +23,7 @@
 
 #include "../ordinal_common.h"
 #include "../ordinal_math.h"
-#include "ordinal_rows_dispatch.h"
+#include "vec_isa.h"
 
 namespace facecore::ops::ordinal {
 namespace {
@@ -37,10 +44,6 @@ at::Tensor checked_labels(const char* op, const at::Tensor& labels, int64_t T, i
   }
   *pairs = count;
   return y;
-}
-
-int64_t grain_for(int64_t row_len) {
-  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_len));
 }
 
 template <typename scalar_t>
@@ -101,7 +104,7 @@ std::tuple<at::Tensor, at::Tensor> loss_forward(
     c10::string_view reduction,
     bool with_grad) {
   check_loss_inputs(op, logits_in, labels_in, weights);
-  const Reduction red = parse_reduction(reduction, op);
+  const Reduction red = parse_reduction(reduction, op, kLossReductions);
   const at::Tensor logits = logits_in.contiguous();
   const int64_t N = logits.size(0);
   const int64_t T = logits.size(1);
@@ -130,7 +133,7 @@ at::Tensor ordinal_loss_backward_cpu(
     const at::Tensor& unit_grad_in,
     c10::string_view reduction) {
   const char* op = "facecore::_ordinal_loss_backward";
-  const Reduction red = parse_reduction(reduction, op);
+  const Reduction red = parse_reduction(reduction, op, kLossReductions);
   check_loss_backward_inputs(op, grad_in, unit_grad_in, red);
   const at::Tensor unit = unit_grad_in.contiguous();
   const at::Tensor g = grad_in.to(acc_dtype(unit.scalar_type())).contiguous();
@@ -155,55 +158,77 @@ at::Tensor ordinal_loss_backward_cpu(
   return out;
 }
 
-at::Tensor ordinal_labels_cpu(const at::Tensor& logits_in, c10::string_view head_str, double threshold) {
-  const char* op = "facecore::ordinal_labels";
-  check_logits(op, logits_in);
-  const Head head = parse_head(head_str, op);
-  check_threshold(op, threshold);
-  const at::Tensor logits = logits_in.contiguous();
+template <typename scalar_t>
+void predict_rows_cpu(
+    const at::Tensor& logits,
+    bool corn,
+    double logit_t,
+    PredictOutputs want,
+    at::Tensor& labels,
+    at::Tensor& cum,
+    at::Tensor& cls,
+    at::Tensor& expected) {
   const int64_t N = logits.size(0);
   const int64_t T = logits.size(1);
-  const double logit_t = std::log(threshold) - std::log1p(-threshold);
-  at::Tensor out = at::empty({N}, logits.options().dtype(at::kLong));
-  int64_t* o = out.mutable_data_ptr<int64_t>();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "facecore_ordinal_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* x = logits.const_data_ptr<scalar_t>();
-    at::parallel_for(0, N, grain_for(T), [&](int64_t begin, int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* x = logits.const_data_ptr<scalar_t>();
+  int64_t* lp = want.labels ? labels.mutable_data_ptr<int64_t>() : nullptr;
+  scalar_t* cp = want.cum ? cum.mutable_data_ptr<scalar_t>() : nullptr;
+  scalar_t* pp = want.cls ? cls.mutable_data_ptr<scalar_t>() : nullptr;
+  scalar_t* ep = want.expected ? expected.mutable_data_ptr<scalar_t>() : nullptr;
+  const auto rows = cpu::predict_rows_fn<acc_t>();
+  at::parallel_for(0, N, grain_for(T), [&](int64_t begin, int64_t end) {
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      rows(x + begin * T, end - begin, T, corn, logit_t, lp == nullptr ? nullptr : lp + begin,
+           cp == nullptr ? nullptr : cp + begin * T,
+           pp == nullptr ? nullptr : pp + begin * (T + 1),
+           ep == nullptr ? nullptr : ep + begin);
+    } else {
+      // half types: one row at a time through fp32 buffers
+      std::vector<acc_t> xb(T);
+      std::vector<acc_t> cb(cp == nullptr ? 0 : T);
+      std::vector<acc_t> pb(pp == nullptr ? 0 : T + 1);
       for (int64_t i = begin; i < end; ++i) {
-        o[i] = labels_row<scalar_t, acc_t>(x + i * T, T, head == Head::Corn, logit_t);
+        for (int64_t k = 0; k < T; ++k) {
+          xb[k] = static_cast<acc_t>(x[i * T + k]);
+        }
+        acc_t e = acc_t(0);
+        rows(xb.data(), 1, T, corn, logit_t, lp == nullptr ? nullptr : lp + i,
+             cp == nullptr ? nullptr : cb.data(), pp == nullptr ? nullptr : pb.data(),
+             ep == nullptr ? nullptr : &e);
+        if (cp != nullptr) {
+          for (int64_t k = 0; k < T; ++k) {
+            cp[i * T + k] = static_cast<scalar_t>(cb[k]);
+          }
+        }
+        if (pp != nullptr) {
+          for (int64_t k = 0; k <= T; ++k) {
+            pp[i * (T + 1) + k] = static_cast<scalar_t>(pb[k]);
+          }
+        }
+        if (ep != nullptr) {
+          ep[i] = static_cast<scalar_t>(e);
+        }
       }
-    });
+    }
   });
-  return out;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ordinal_probs_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> predict_forward(
+    const char* op,
     const at::Tensor& logits_in,
-    c10::string_view head_str) {
-  const char* op = "facecore::ordinal_probs";
-  check_logits(op, logits_in);
-  const Head head = parse_head(head_str, op);
+    c10::string_view head_str,
+    double threshold,
+    PredictOutputs want) {
+  const Head head = check_predict_inputs(op, logits_in, head_str, threshold);
   const at::Tensor logits = logits_in.contiguous();
-  const int64_t N = logits.size(0);
-  const int64_t T = logits.size(1);
-  at::Tensor cum = at::empty({N, T}, logits.options());
-  at::Tensor cls = at::empty({N, T + 1}, logits.options());
-  at::Tensor expected = at::empty({N}, logits.options());
+  auto [cum, cls, expected, labels] = predict_outputs(logits, want);
+  const bool corn = head == Head::Corn;
+  const double logit_t = std::log(threshold) - std::log1p(-threshold);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "facecore_ordinal_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* x = logits.const_data_ptr<scalar_t>();
-    scalar_t* c = cum.mutable_data_ptr<scalar_t>();
-    scalar_t* p = cls.mutable_data_ptr<scalar_t>();
-    scalar_t* e = expected.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, N, grain_for(T), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        probs_row<scalar_t, acc_t>(
-            x + i * T, T, head == Head::Corn, c + i * T, p + i * (T + 1), e + i);
-      }
-    });
+    predict_rows_cpu<scalar_t>(logits, corn, logit_t, want, labels, cum, cls, expected);
   });
-  return {cum, cls, expected};
+  return {cum, cls, expected, labels};
 }
 
 at::Tensor ordinal_probs_backward_cpu(
@@ -253,8 +278,10 @@ TORCH_LIBRARY_IMPL(facecore, CPU, m) {
   m.impl("_coral_loss_fused", TORCH_FN(Loss::coral_fused));
   m.impl("_corn_loss_fused", TORCH_FN(Loss::corn_fused));
   m.impl("_ordinal_loss_backward", TORCH_FN(ordinal_loss_backward_cpu));
-  m.impl("ordinal_labels", TORCH_FN(ordinal_labels_cpu));
-  m.impl("ordinal_probs", TORCH_FN(ordinal_probs_cpu));
+  using Predict = PredictKernels<&predict_forward>;
+  m.impl("ordinal_labels", TORCH_FN(Predict::labels));
+  m.impl("ordinal_probs", TORCH_FN(Predict::probs));
+  m.impl("ordinal_predict", TORCH_FN(Predict::predict));
   m.impl("_ordinal_probs_backward", TORCH_FN(ordinal_probs_backward_cpu));
 }
 

@@ -26,40 +26,20 @@
 
 #include "../matching_common.h"
 #include "../matching_math.h"
+#include "cuda_common.cuh"
 
 namespace facecore::ops::matching {
 namespace {
 
-constexpr int kWarp = 32;
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / kWarp;
+using cuda::block_sum;
+using cuda::kThreads;
+using cuda::kWarps;
+
 constexpr double kRecompute = 0.0625;
 
-int64_t blocks_for(int64_t threads_needed) {
-  return std::min<int64_t>((threads_needed + kThreads - 1) / kThreads, 65535);
-}
-
-// Sum of v over the block; the result is valid in thread 0. Every thread of
-// the block must call it (it synchronises).
-template <typename T>
-__device__ T block_sum(T v, T* shared) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    v += __shfl_down_sync(0xffffffffu, v, offset);
-  }
-  const int lane = threadIdx.x % kWarp;
-  const int warp = threadIdx.x / kWarp;
-  __syncthreads(); // the previous call's readers are done with `shared`
-  if (lane == 0) {
-    shared[warp] = v;
-  }
-  __syncthreads();
-  T total = T(0);
-  if (threadIdx.x == 0) {
-    for (int w = 0; w < kWarps; ++w) {
-      total += shared[w];
-    }
-  }
-  return total;
+// Blocks for a grid-stride loop over `threads_needed` threads.
+int64_t grid_blocks(int64_t threads_needed) {
+  return std::min<int64_t>(cuda::blocks_for(threads_needed), 65535);
 }
 
 // ------------------------------------------------------------ distances
@@ -132,7 +112,7 @@ at::Tensor pairwise_distance_cuda(
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "facecore_pairwise_distance_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        distance_kernel<scalar_t, acc_t><<<blocks_for(B * M), kThreads, 0, stream>>>(
+        distance_kernel<scalar_t, acc_t><<<grid_blocks(B * M), kThreads, 0, stream>>>(
             G.const_data_ptr<acc_t>(), X.const_data_ptr<acc_t>(), Y.const_data_ptr<acc_t>(),
             nx.const_data_ptr<acc_t>(), ny.const_data_ptr<acc_t>(), B, M, D,
             static_cast<int>(metric), static_cast<acc_t>(kRecompute),
@@ -320,7 +300,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> triplet_forward(
     check_margin(op, "mining_margin", *mining_margin);
   }
   const Mining mining = parse_mining(mining_s, op);
-  const Reduction red = parse_reduction(reduction_s, op);
+  const Reduction red = parse_reduction(reduction_s, op, kLossReductions);
   c10::cuda::CUDAGuard guard(dist_in.device());
   const at::ScalarType acc = acc_dtype(dist_in.scalar_type());
   const at::Tensor dist = dist_in.to(acc).contiguous();
@@ -437,7 +417,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_forward(
   check_margin(op, "pos_margin", pos_margin);
   check_margin(op, "neg_margin", neg_margin);
   const PairForm form = parse_form(form_s, op);
-  const Reduction red = parse_reduction(reduction_s, op);
+  const Reduction red = parse_reduction(reduction_s, op, kLossReductions);
   c10::cuda::CUDAGuard guard(dist_in.device());
   const at::ScalarType acc = acc_dtype(dist_in.scalar_type());
   const at::Tensor dist = dist_in.to(acc).contiguous();
@@ -470,54 +450,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_forward(
 
 // ---------------------------------------------------------------- entry points
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_cuda(
-    const at::Tensor& dist,
-    const at::Tensor& labels,
-    double margin,
-    bool swap,
-    bool soft,
-    c10::string_view mining,
-    std::optional<double> mining_margin,
-    c10::string_view reduction) {
-  auto [loss, active, cands, grad] =
-      triplet_forward(dist, labels, margin, swap, soft, mining, mining_margin, reduction, false);
-  return {loss, active, cands};
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> triplet_fused_cuda(
-    const at::Tensor& dist,
-    const at::Tensor& labels,
-    double margin,
-    bool swap,
-    bool soft,
-    c10::string_view mining,
-    std::optional<double> mining_margin,
-    c10::string_view reduction) {
-  return triplet_forward(dist, labels, margin, swap, soft, mining, mining_margin, reduction, true);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_cuda(
-    const at::Tensor& dist,
-    const at::Tensor& labels,
-    double pos_margin,
-    double neg_margin,
-    c10::string_view form,
-    c10::string_view reduction) {
-  auto [loss, active, cands, grad] =
-      contrastive_forward(dist, labels, pos_margin, neg_margin, form, reduction, false);
-  return {loss, active, cands};
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_fused_cuda(
-    const at::Tensor& dist,
-    const at::Tensor& labels,
-    double pos_margin,
-    double neg_margin,
-    c10::string_view form,
-    c10::string_view reduction) {
-  return contrastive_forward(dist, labels, pos_margin, neg_margin, form, reduction, true);
-}
-
 at::Tensor matching_loss_backward_cuda(const at::Tensor& grad, const at::Tensor& unit_grad) {
   check_loss_backward_inputs("facecore::_matching_loss_backward", grad, unit_grad);
   c10::cuda::CUDAGuard guard(unit_grad.device());
@@ -529,10 +461,11 @@ at::Tensor matching_loss_backward_cuda(const at::Tensor& grad, const at::Tensor&
 TORCH_LIBRARY_IMPL(facecore, CUDA, m) {
   m.impl("pairwise_distance", TORCH_FN(pairwise_distance_cuda));
   m.impl("_pairwise_distance_backward", TORCH_FN(pairwise_distance_backward_cuda));
-  m.impl("triplet_margin_loss", TORCH_FN(triplet_cuda));
-  m.impl("_triplet_margin_loss_fused", TORCH_FN(triplet_fused_cuda));
-  m.impl("contrastive_loss", TORCH_FN(contrastive_cuda));
-  m.impl("_contrastive_loss_fused", TORCH_FN(contrastive_fused_cuda));
+  using Loss = LossKernels<&triplet_forward, &contrastive_forward>;
+  m.impl("triplet_margin_loss", TORCH_FN(Loss::triplet));
+  m.impl("_triplet_margin_loss_fused", TORCH_FN(Loss::triplet_fused));
+  m.impl("contrastive_loss", TORCH_FN(Loss::contrastive));
+  m.impl("_contrastive_loss_fused", TORCH_FN(Loss::contrastive_fused));
   m.impl("_matching_loss_backward", TORCH_FN(matching_loss_backward_cuda));
 }
 

@@ -5,8 +5,16 @@
 // row's loss (fp32 accumulation for half types). Rows are then reduced with
 // ATen (deterministic). Labels are validated with a device-side assertion (no
 // host synchronisation), like torch.nn.functional.nll_loss.
-// Prediction and probability backward: one thread per row running the scalar
-// row math shared with the CPU kernels (../ordinal_math.h).
+// Rank prediction (ordinal_predict / ordinal_labels / ordinal_probs): one warp
+// per row, the lanes on consecutive tasks (coalesced loads and stores), 32 at a
+// time; the running minimum (CORAL envelope) or running sum of log-sigmoids
+// (CORN) is a warp scan with shuffles carried from one 32-task chunk to the
+// next; only the outputs asked for are written.
+// Probability backward: one thread per row running the scalar row math shared
+// with the CPU kernels (../ordinal_math.h).
+
+#include <cmath>
+#include <limits>
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -18,16 +26,16 @@
 
 #include "../ordinal_common.h"
 #include "../ordinal_math.h"
+#include "cuda_common.cuh"
 
 namespace facecore::ops::ordinal {
 namespace {
 
-constexpr int kWarp = 32;
-constexpr int kThreads = 256;
-
-int64_t blocks_for(int64_t threads_needed) {
-  return (threads_needed + kThreads - 1) / kThreads;
-}
+using cuda::blocks_for;
+using cuda::kFullMask;
+using cuda::kThreads;
+using cuda::kWarp;
+using cuda::warp_sum;
 
 template <typename scalar_t, typename acc_t>
 __global__ void loss_rows_kernel(
@@ -78,9 +86,7 @@ __global__ void loss_rows_kernel(
       gr[k] = static_cast<scalar_t>(g * gscale);
     }
   }
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    s += __shfl_down_sync(0xffffffffu, s, offset);
-  }
+  s = warp_sum(s);
   if (lane == 0) {
     row_loss[row] = s;
   }
@@ -95,7 +101,7 @@ std::tuple<at::Tensor, at::Tensor> loss_forward(
     c10::string_view reduction,
     bool with_grad) {
   check_loss_inputs(op, logits_in, labels_in, weights);
-  const Reduction red = parse_reduction(reduction, op);
+  const Reduction red = parse_reduction(reduction, op, kLossReductions);
   c10::cuda::CUDAGuard guard(logits_in.device());
   const at::Tensor logits = logits_in.contiguous();
   const at::Tensor y = labels_in.to(at::kLong).contiguous();
@@ -153,7 +159,7 @@ at::Tensor ordinal_loss_backward_cuda(
     const at::Tensor& unit_grad_in,
     c10::string_view reduction) {
   const char* op = "facecore::_ordinal_loss_backward";
-  const Reduction red = parse_reduction(reduction, op);
+  const Reduction red = parse_reduction(reduction, op, kLossReductions);
   check_loss_backward_inputs(op, grad_in, unit_grad_in, red);
   c10::cuda::CUDAGuard guard(unit_grad_in.device());
   const at::Tensor unit = unit_grad_in.contiguous();
@@ -175,89 +181,147 @@ at::Tensor ordinal_loss_backward_cuda(
   return out;
 }
 
+// min with NaN propagation (torch.cummin's values)
+template <typename acc_t>
+__device__ inline acc_t min_nan(acc_t a, acc_t b) {
+  return (a != a) ? a : ((b < a || b != b) ? b : a);
+}
+
 template <typename scalar_t, typename acc_t>
-__global__ void labels_kernel(
+__global__ void predict_kernel(
     const scalar_t* __restrict__ x,
     int64_t N,
     int64_t T,
     bool corn,
     double logit_t,
-    int64_t* __restrict__ out) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < N) {
-    out[i] = labels_row<scalar_t, acc_t>(x + i * T, T, corn, logit_t);
-  }
-}
-
-at::Tensor ordinal_labels_cuda(
-    const at::Tensor& logits_in,
-    c10::string_view head_str,
-    double threshold) {
-  const char* op = "facecore::ordinal_labels";
-  check_logits(op, logits_in);
-  const Head head = parse_head(head_str, op);
-  check_threshold(op, threshold);
-  c10::cuda::CUDAGuard guard(logits_in.device());
-  const at::Tensor logits = logits_in.contiguous();
-  const int64_t N = logits.size(0);
-  const int64_t T = logits.size(1);
-  const double logit_t = std::log(threshold) - std::log1p(-threshold);
-  at::Tensor out = at::empty({N}, logits.options().dtype(at::kLong));
-  if (N > 0) {
-    auto stream = at::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, logits.scalar_type(), "facecore_ordinal_labels_cuda", [&] {
-          using acc_t = at::opmath_type<scalar_t>;
-          labels_kernel<scalar_t, acc_t><<<blocks_for(N), kThreads, 0, stream>>>(
-              logits.const_data_ptr<scalar_t>(), N, T, head == Head::Corn, logit_t,
-              out.mutable_data_ptr<int64_t>());
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        });
-  }
-  return out;
-}
-
-template <typename scalar_t, typename acc_t>
-__global__ void probs_kernel(
-    const scalar_t* __restrict__ x,
-    int64_t N,
-    int64_t T,
-    bool corn,
+    acc_t coral_thr, // logit(t) rounded down to acc_t: x > coral_thr <=> x > logit(t)
+    int64_t* __restrict__ labels,
     scalar_t* __restrict__ cum,
     scalar_t* __restrict__ cls,
     scalar_t* __restrict__ expected) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < N) {
-    probs_row<scalar_t, acc_t>(x + i * T, T, corn, cum + i * T, cls + i * (T + 1), expected + i);
+  const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (row >= N) {
+    return; // whole warps leave together: blockDim is a multiple of 32
+  }
+  const bool probs = cum != nullptr || cls != nullptr || expected != nullptr;
+  const acc_t inf = acc_t(INFINITY);
+  // CORN decides log P(y > k) > log sigmoid(logit(t)), computed like the terms
+  const acc_t log_t = log_sigmoid<acc_t>(static_cast<acc_t>(logit_t));
+  const scalar_t* xr = x + row * T;
+  acc_t carry_l = acc_t(0); // CORN: L at the end of the previous chunk
+  acc_t carry_m = acc_t(1); // envelope m at the end of the previous chunk
+  int64_t count = 0;
+  acc_t total = acc_t(0);
+  for (int64_t k0 = 0; k0 < T; k0 += kWarp) {
+    const int64_t k = k0 + lane;
+    const bool valid = k < T;
+    const int last = static_cast<int>(T - k0 < kWarp ? T - k0 - 1 : kWarp - 1);
+    // padding: a -inf logit counts for nothing (P(y > k) = 0)
+    const acc_t xv = valid ? static_cast<acc_t>(xr[k]) : -inf;
+    acc_t q;
+    if (corn) {
+      acc_t l = log_sigmoid<acc_t>(xv);
+      for (int off = 1; off < kWarp; off *= 2) {
+        const acc_t t = __shfl_up_sync(kFullMask, l, off);
+        if (lane >= off) {
+          l += t;
+        }
+      }
+      l += carry_l;
+      carry_l = __shfl_sync(kFullMask, l, last);
+      count += (valid && l > log_t) ? 1 : 0;
+      if (!probs) {
+        continue;
+      }
+      q = ::exp(l);
+    } else {
+      count += (valid && xv > coral_thr) ? 1 : 0;
+      if (!probs) {
+        continue;
+      }
+      q = stable_sigmoid<acc_t>(xv);
+    }
+    acc_t m = q; // the envelope: CORN P(y > k) itself, CORAL its running minimum
+    if (!corn) {
+      for (int off = 1; off < kWarp; off *= 2) {
+        const acc_t t = __shfl_up_sync(kFullMask, m, off);
+        if (lane >= off) {
+          m = min_nan(t, m);
+        }
+      }
+      m = min_nan(carry_m, m);
+    }
+    acc_t prev = __shfl_up_sync(kFullMask, m, 1);
+    if (lane == 0) {
+      prev = carry_m;
+    }
+    if (valid) {
+      if (cum != nullptr) {
+        cum[row * T + k] = static_cast<scalar_t>(q);
+      }
+      if (cls != nullptr) {
+        cls[row * (T + 1) + k] = static_cast<scalar_t>(prev - m);
+      }
+      total += m;
+    }
+    carry_m = __shfl_sync(kFullMask, m, last);
+  }
+  count = warp_sum(count);
+  total = warp_sum(total);
+  if (lane == 0) {
+    if (labels != nullptr) {
+      labels[row] = count;
+    }
+    if (cls != nullptr) {
+      cls[row * (T + 1) + T] = static_cast<scalar_t>(carry_m);
+    }
+    if (expected != nullptr) {
+      expected[row] = static_cast<scalar_t>(total);
+    }
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ordinal_probs_cuda(
+// logit(t) rounded down to acc_t (for float: x > result <=> x > logit(t) in
+// float64, for every float x).
+template <typename acc_t>
+acc_t round_down(double v) {
+  acc_t r = static_cast<acc_t>(v);
+  if (static_cast<double>(r) > v) {
+    r = std::nextafter(r, -std::numeric_limits<acc_t>::infinity());
+  }
+  return r;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> predict_forward(
+    const char* op,
     const at::Tensor& logits_in,
-    c10::string_view head_str) {
-  const char* op = "facecore::ordinal_probs";
-  check_logits(op, logits_in);
-  const Head head = parse_head(head_str, op);
+    c10::string_view head_str,
+    double threshold,
+    PredictOutputs want) {
+  const Head head = check_predict_inputs(op, logits_in, head_str, threshold);
   c10::cuda::CUDAGuard guard(logits_in.device());
   const at::Tensor logits = logits_in.contiguous();
   const int64_t N = logits.size(0);
   const int64_t T = logits.size(1);
-  at::Tensor cum = at::empty({N, T}, logits.options());
-  at::Tensor cls = at::empty({N, T + 1}, logits.options());
-  at::Tensor expected = at::empty({N}, logits.options());
+  auto [cum, cls, expected, labels] = predict_outputs(logits, want);
+  const double logit_t = std::log(threshold) - std::log1p(-threshold);
   if (N > 0) {
     auto stream = at::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, logits.scalar_type(), "facecore_ordinal_probs_cuda", [&] {
+        at::kHalf, at::kBFloat16, logits.scalar_type(), "facecore_ordinal_predict_cuda", [&] {
           using acc_t = at::opmath_type<scalar_t>;
-          probs_kernel<scalar_t, acc_t><<<blocks_for(N), kThreads, 0, stream>>>(
-              logits.const_data_ptr<scalar_t>(), N, T, head == Head::Corn,
-              cum.mutable_data_ptr<scalar_t>(), cls.mutable_data_ptr<scalar_t>(),
-              expected.mutable_data_ptr<scalar_t>());
+          predict_kernel<scalar_t, acc_t><<<blocks_for(N * kWarp), kThreads, 0, stream>>>(
+              logits.const_data_ptr<scalar_t>(), N, T, head == Head::Corn, logit_t,
+              round_down<acc_t>(logit_t),
+              want.labels ? labels.mutable_data_ptr<int64_t>() : nullptr,
+              want.cum ? cum.mutable_data_ptr<scalar_t>() : nullptr,
+              want.cls ? cls.mutable_data_ptr<scalar_t>() : nullptr,
+              want.expected ? expected.mutable_data_ptr<scalar_t>() : nullptr);
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         });
   }
-  return {cum, cls, expected};
+  return {cum, cls, expected, labels};
 }
 
 template <typename scalar_t, typename acc_t>
@@ -325,8 +389,10 @@ TORCH_LIBRARY_IMPL(facecore, CUDA, m) {
   m.impl("_coral_loss_fused", TORCH_FN(Loss::coral_fused));
   m.impl("_corn_loss_fused", TORCH_FN(Loss::corn_fused));
   m.impl("_ordinal_loss_backward", TORCH_FN(ordinal_loss_backward_cuda));
-  m.impl("ordinal_labels", TORCH_FN(ordinal_labels_cuda));
-  m.impl("ordinal_probs", TORCH_FN(ordinal_probs_cuda));
+  using Predict = PredictKernels<&predict_forward>;
+  m.impl("ordinal_labels", TORCH_FN(Predict::labels));
+  m.impl("ordinal_probs", TORCH_FN(Predict::probs));
+  m.impl("ordinal_predict", TORCH_FN(Predict::predict));
   m.impl("_ordinal_probs_backward", TORCH_FN(ordinal_probs_backward_cuda));
 }
 

@@ -1,10 +1,16 @@
-"""Turn what users pass to :meth:`facecore.predict.Predictor.predict` into model input.
+"""Turn what users pass to :meth:`facecore.serving.Predictor.predict` into model input.
 
 Accepted images (one, or a list / tuple of them):
 
 * ``PIL.Image.Image`` in modes ``1``, ``L``, ``LA``, ``P``, ``PA``, ``RGB``, ``RGBA``,
-  ``RGBX``, ``CMYK``, ``YCbCr`` (converted to RGB; alpha is dropped);
+  ``RGBX``, ``CMYK``, ``YCbCr`` or 16-bit grayscale (converted to 8-bit RGB; alpha is
+  dropped);
 * a file path (``str`` / ``os.PathLike``) or encoded file content (``bytes``);
+
+Files and PIL images go through facecore's one image decoder,
+:mod:`facecore.data.images` (the dataset readers' too): 16-bit grayscale PNG / TIFF / PGM
+is scaled to 8 bit like in training, and modes facecore does not read (32-bit integer,
+float, ...) are refused with the same message as in the readers.
 * ``numpy`` arrays ``[H, W]`` or ``[H, W, C]`` (C = 1, 3 or 4, RGB(A) order),
   ``uint8`` in 0..255 or float in ``[0, 1]``; ``[N, H, W, C]`` is a batch;
 * ``torch`` tensors ``[C, H, W]`` (C = 1 or 3) or a batch ``[N, C, H, W]``, float in
@@ -18,13 +24,14 @@ trained with (without normalisation: exported models normalise themselves).
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from facecore.data.images import SUPPORTED_MODES, open_image, to_8bit
 
 __all__ = [
     "IMAGE_TYPES_HELP",
@@ -34,7 +41,6 @@ __all__ = [
     "to_rgb",
 ]
 
-SUPPORTED_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
 IMAGE_TYPES_HELP = (
     "a PIL image, a file path, bytes of an image file, a numpy array [H, W] / [H, W, C] "
     "(uint8, or float in [0, 1]) or a tensor [C, H, W] (float in [0, 1])"
@@ -60,29 +66,13 @@ def _where(index: int | None) -> str:
 
 
 def load_image(path: str | os.PathLike | bytes, index: int | None = None) -> Image.Image:
-    """Open and fully decode an image file (or file content); errors name the file."""
-    name = "<bytes>" if isinstance(path, bytes) else os.fspath(path)
-    if not isinstance(path, bytes) and not os.path.isfile(name):
-        raise FileNotFoundError(f"{_where(index)}: no such image file: {name!r}")
-    try:
-        with Image.open(io.BytesIO(path) if isinstance(path, bytes) else name) as img:
-            img.load()
-            return img.copy() if img.mode in SUPPORTED_MODES else img
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(
-            f"{_where(index)}: cannot decode image file {name!r} (corrupt or not an image): {e}"
-        ) from e
+    """Open and fully decode an image file (or file content) in its own mode; errors name
+    the file (:func:`facecore.data.images.open_image`)."""
+    return open_image(path, f"{_where(index)}: ")
 
 
-def _pil_to_rgb(img: Image.Image, index: int | None) -> Image.Image:
-    if img.mode not in SUPPORTED_MODES:
-        raise ValueError(
-            f"{_where(index)}: unsupported PIL image mode {img.mode!r}; expected one of "
-            f"{list(SUPPORTED_MODES)} (convert 16-bit / float images to 8-bit 'RGB' or 'L' first)"
-        )
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA")
-    return img if img.mode == "RGB" else img.convert("RGB")
+def _pil_to_rgb(img: Image.Image, index: int | None, source: str = "a PIL image") -> Image.Image:
+    return to_8bit(img, "RGB", source, f"{_where(index)}: ")
 
 
 def _array_to_rgb(a: np.ndarray, index: int | None) -> Decoded:
@@ -136,7 +126,8 @@ def to_rgb(image: Any, index: int | None = None) -> Decoded:
     if isinstance(image, Image.Image):
         return _pil_to_rgb(image, index)
     if isinstance(image, (str, os.PathLike, bytes)):
-        return _pil_to_rgb(load_image(image, index), index)
+        name = "'<bytes>'" if isinstance(image, bytes) else repr(os.fspath(image))
+        return _pil_to_rgb(load_image(image, index), index, name)
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image, index)
     if isinstance(image, torch.Tensor):

@@ -5,10 +5,16 @@ Needs the ``detect`` extra (``pip install facecore[detect]``, i.e.
 of facecore works without it. Models expect face crops like their training data;
 :func:`face_crop_box` returns the largest detection grown by ``margin`` (a
 fraction of the box size on every side, clipped to the image), which is what
-:meth:`facecore.predict.Predictor.predict` crops with ``detect=True``.
+:meth:`facecore.serving.Predictor.predict` crops with ``detect=True``.
 
 Boxes are ``(x, y, w, h)`` in pixels (OpenCV's convention); crop boxes are
 ``(left, top, right, bottom)`` (Pillow's).
+
+Thread safety: an OpenCV ``CascadeClassifier`` keeps per-call scratch buffers, so one
+instance used from several threads at once returns wrong boxes or fails OpenCV assertions.
+Each thread therefore gets its own classifier (created on its first detection, kept for the
+thread's lifetime), and :func:`detect_faces` from any number of threads gives exactly the
+boxes of the same calls made one after another.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from PIL import Image
 __all__ = ["DetectionUnavailable", "detect_faces", "largest_face", "face_crop_box"]
 
 _CASCADE = "haarcascade_frontalface_default.xml"
-_lock = threading.Lock()
-_cascade: Any = None
+_lock = threading.Lock()  # serialises the creation of classifiers
+_local = threading.local()  # .cascade: this thread's classifier
 
 
 class DetectionUnavailable(ImportError):
@@ -41,17 +47,18 @@ def _cv2():
     return cv2
 
 
-def _get_cascade():
-    global _cascade
-    with _lock:
-        if _cascade is None:
+def _get_cascade() -> Any:
+    """This thread's ``CascadeClassifier`` (never shared between threads: see the module doc)."""
+    cascade = getattr(_local, "cascade", None)
+    if cascade is None:
+        with _lock:
             cv2 = _cv2()
             path = cv2.data.haarcascades + _CASCADE
             cascade = cv2.CascadeClassifier(path)
             if cascade.empty():
                 raise DetectionUnavailable(f"OpenCV could not load the Haar cascade {path}")
-            _cascade = cascade
-        return _cascade
+        _local.cascade = cascade
+    return cascade
 
 
 def _gray_uint8(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -73,6 +80,7 @@ def detect_faces(
     min_size: int | None = None,
 ) -> list[tuple[int, int, int, int]]:
     """Frontal faces in ``image`` (PIL, or numpy RGB / gray, uint8 or float in [0, 1]).
+    Safe to call from several threads at once (one classifier per thread).
 
     Returns ``(x, y, w, h)`` boxes, largest first. Parameters are those of
     ``cv2.CascadeClassifier.detectMultiScale``; ``min_size`` (pixels) defaults to

@@ -18,9 +18,18 @@ import torch
 
 from facecore.reference import matching as _ref
 
-__all__ = ["TripletMiner", "TripletMarginMiner", "BatchHardMiner", "AllTripletsMiner"]
+__all__ = [
+    "MINERS",
+    "TripletMiner",
+    "TripletMarginMiner",
+    "BatchHardMiner",
+    "AllTripletsMiner",
+    "miner_by_name",
+]
 
 _TYPES = ("all", "hard", "semihard", "easy")
+#: Miner names :func:`miner_by_name` accepts (training's ``metric.miner`` choices).
+MINERS = ("batch_hard", "hard", "semihard", "all", "easy")
 
 
 class TripletMiner:
@@ -68,3 +77,13 @@ class BatchHardMiner(TripletMiner):
     """Batch-hard mining: per anchor its hardest positive and hardest negative."""
 
     mining = "batch_hard"
+
+
+def miner_by_name(name: str, margin: float = 0.2) -> TripletMiner:
+    """``"batch_hard"`` -> :class:`BatchHardMiner`; ``"all" | "hard" | "semihard" | "easy"``
+    -> :class:`TripletMarginMiner` with ``margin`` (PML's ``type_of_triplets``)."""
+    if name == "batch_hard":
+        return BatchHardMiner()
+    if name not in _TYPES:
+        raise ValueError(f"miner must be one of {' | '.join(MINERS)}, got {name!r}")
+    return TripletMarginMiner(margin=margin, type_of_triplets=name)

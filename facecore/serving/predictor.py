@@ -7,26 +7,40 @@
     [p] = predictor.predict("face.jpg")
     p.age, p.class_probs, p.to_dict()
 
-The predictor decodes images (see :mod:`facecore.predict_inputs` for what it
-accepts), applies the recorded evaluation transform (shorter side to
-``resize``, center crop ``input_size``, Pillow bilinear), batches them and runs
-the exported module, which normalises and calls the model's ``serve``. With
-``detect=True`` it first crops the largest face found by OpenCV's Haar cascade
-(:mod:`facecore.detect`); when none is found it uses the whole image and says
-so in the result (``face_detected=False``).
+The predictor decodes images (see :mod:`facecore.serving.inputs` for what it
+accepts), applies the recorded evaluation transform
+(:func:`facecore.data.transforms.eval_pipeline` of the metadata's
+:class:`~facecore.data.transforms.PreprocessConfig`: shorter side to ``resize``, center
+crop ``input_size``, Pillow bilinear), batches them and runs the exported module, which
+normalises and calls the model's ``serve``. With ``detect=True`` it first crops the
+largest face found by OpenCV's Haar cascade (:mod:`facecore.serving.detect`); when none
+is found it uses the whole image and says so in the result (``face_detected=False``).
 
 Loading checks the file's recorded op-set version against the installed
 library's and refuses a mismatch (:class:`ModelVersionError`): a model exported
 against other operator semantics must not silently compute something else.
+
+Security: **loading a model runs code from the file; load only models you trust.** A
+TorchScript ``model.pt`` carries TorchScript code that runs when it loads (e.g. a
+``__setstate__``) and when it predicts, and can call any operator registered in the
+process. A torch.export ``model.pt2`` is not data-only either: torch 2.13's
+``torch.export.load`` unpickles parts of the archive with ``pickle`` /
+``torch.load(weights_only=False)`` (its example inputs fall back to it, weights and
+constants may request it), so a crafted ``.pt2`` runs arbitrary Python when it is loaded
+(``tests/test_security.py`` checks this). What facecore adds: before deserialising, the
+file's SHA-256 is checked against the one :func:`~facecore.serving.export_model` recorded
+in the folder's ``metadata.json`` (or the ``sha256`` you pass), so a file changed after
+export is refused (:class:`~facecore.serving.format.ChecksumError`). That protects against
+corruption and tampering with the model file alone, not against someone who can rewrite
+the whole folder: get exports from a source you trust, and pass ``sha256=`` from a trusted
+channel when you load a lone file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,34 +50,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from facecore import predict_inputs as inputs
-from facecore.data.transforms import eval_pipeline
-from facecore.export import (
-    EXPORT_FILE,
-    FORMAT_VERSION,
+from facecore.data.transforms import PreprocessConfig, eval_pipeline
+from facecore.formats import FormatError
+from facecore.serving import inputs
+from facecore.serving.export import serving_module
+from facecore.serving.format import (
+    FILE_FORMATS,
     METADATA_FILE,
     OUTPUT_KEYS,
-    TORCHSCRIPT_FILE,
-    serving_module,
+    check_compatibility,
+    check_same_metadata,
+    read_export_metadata,
 )
-from facecore.extension import op_version
 
 __all__ = [
     "AgePrediction",
     "BinaryPrediction",
     "EmbeddingPrediction",
-    "ModelVersionError",
     "Predictor",
-    "check_compatibility",
     "load",
-    "read_metadata",
 ]
 
 Box = tuple[int, int, int, int]
-
-
-class ModelVersionError(ValueError):
-    """An exported model needs another facecore op-set or metadata format version."""
 
 
 class _Result:
@@ -121,78 +129,18 @@ class EmbeddingPrediction(_Result):
 Prediction = AgePrediction | BinaryPrediction | EmbeddingPrediction
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of an export directory, ``model.pt`` or ``model.pt2`` (without loading it)."""
-    path = Path(path)
-    if path.is_dir():
-        meta_file = path / METADATA_FILE
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"{path} has no {METADATA_FILE}: not a facecore export")
-        return json.loads(meta_file.read_text())
-    if not path.is_file():
-        raise FileNotFoundError(f"no such facecore model: {str(path)!r}")
-    text = _archive_metadata(path)
-    if not text and (path.parent / METADATA_FILE).is_file():
-        text = (path.parent / METADATA_FILE).read_text()
-    if not text:
-        raise ValueError(f"{path} carries no facecore metadata: export it with export_model()")
-    return json.loads(text)
-
-
-def _archive_metadata(path: Path) -> str:
-    """``metadata.json`` stored in a ``.pt`` / ``.pt2`` zip archive ('' when absent).
-
-    Read from the zip directly, before deserialising the program (whose ops may not
-    exist in this facecore), so version checks come first.
-    """
-    try:
-        with zipfile.ZipFile(path) as z:
-            for name in z.namelist():
-                parts = name.split("/")
-                if parts[-1] == METADATA_FILE and len(parts) >= 2 and parts[-2].startswith("extra"):
-                    return z.read(name).decode()
-    except zipfile.BadZipFile as e:
-        raise ValueError(f"{path} is not a TorchScript / torch.export archive: {e}") from e
-    return ""
-
-
-def check_compatibility(meta: Mapping[str, Any], source: str = "model") -> None:
-    """Raise :class:`ModelVersionError` when ``meta`` needs another op-set / format version."""
-    if meta.get("format") != "facecore-model":
-        raise ValueError(f"{source} is not a facecore export (metadata format {meta.get('format')!r})")
-    fmt = meta.get("format_version")
-    if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
-        raise ModelVersionError(
-            f"{source} has metadata format version {fmt!r}; this facecore reads versions up to "
-            f"{FORMAT_VERSION}: upgrade facecore (it was exported with facecore "
-            f"{meta.get('facecore_version')})"
-        )
-    recorded, lib = meta.get("op_version"), op_version()
-    if recorded != lib:
-        import facecore
-
-        raise ModelVersionError(
-            f"{source} was exported with facecore op version {recorded} (facecore "
-            f"{meta.get('facecore_version')}), but the installed facecore library implements op "
-            f"version {lib} (facecore {facecore.__version__}): re-export the model with the "
-            f"installed facecore, or install a facecore release with op version {recorded}"
-        )
-    if meta.get("task") not in OUTPUT_KEYS:
-        raise ValueError(f"{source} has an unknown task {meta.get('task')!r}")
-
-
 def _resolve(path: Path, format: str | None) -> Path:
-    if format not in (None, "torchscript", "export"):
-        raise ValueError(f"format must be None, 'torchscript' or 'export', got {format!r}")
+    if format is not None and format not in FILE_FORMATS:
+        raise ValueError(
+            f"format must be None or one of {' | '.join(FILE_FORMATS)}, got {format!r}"
+        )
     if not path.exists():
         raise FileNotFoundError(f"no such facecore model: {str(path)!r}")
     if not path.is_dir():
         if path.suffix not in (".pt", ".pt2"):
             raise ValueError(f"expected an export directory, a .pt or a .pt2 file, got {path}")
         return path
-    names = {"torchscript": [TORCHSCRIPT_FILE], "export": [EXPORT_FILE]}.get(
-        format or "", [TORCHSCRIPT_FILE, EXPORT_FILE]
-    )
+    names = [FILE_FORMATS[format]] if format else list(FILE_FORMATS.values())
     for name in names:
         if (path / name).is_file():
             return path / name
@@ -200,21 +148,41 @@ def _resolve(path: Path, format: str | None) -> Path:
 
 
 def load(
-    path: str | os.PathLike, *, device: str | torch.device = "cpu", format: str | None = None
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    format: str | None = None,
+    sha256: str | None = None,
 ) -> Predictor:
     """Load an exported model (directory, ``model.pt`` or ``model.pt2``) as a :class:`Predictor`.
 
+    **Loading runs code stored in the file (TorchScript and torch.export alike; see the
+    module doc): load only models you trust.**
+
     A directory loads ``model.pt`` (TorchScript) when present, else ``model.pt2``;
-    ``format="torchscript"`` / ``"export"`` chooses. Raises :class:`ModelVersionError`
-    when the model was exported with another facecore op-set version.
+    ``format="torchscript"`` / ``"export"`` chooses explicitly. Before the file is
+    deserialised its SHA-256 is checked against ``sha256`` (hex, when given) or the one
+    recorded in the ``metadata.json`` beside it (:class:`~facecore.serving.format.ChecksumError`
+    when it differs), the folder's ``metadata.json`` must equal the copy inside the file,
+    and the op-set version must match the installed library's (:class:`ModelVersionError`).
+    A lone file without a ``metadata.json`` beside it is verified only with ``sha256=``.
     """
     path = Path(path)
     file = _resolve(path, format)
-    # Check versions before deserialising the program: its ops may not exist here.
-    meta = read_metadata(path if path.is_dir() else file)
-    check_compatibility(meta, source=str(file))
+    source = str(file)
+    # Everything is checked before the program is deserialised (its ops may not exist here,
+    # and deserialising runs code from the file).
+    meta, inside = read_export_metadata(file, sha256=sha256)
+    folder = inside is None or inside is not meta  # meta is the folder's metadata.json
+    meta_source = str(file.parent / METADATA_FILE) if folder else source
+    pre_size = check_compatibility(meta, source=meta_source).input_size
+    if inside is not None and folder:
+        check_compatibility(inside, source=source)
+        check_same_metadata(meta, inside, file)
     if file.suffix == ".pt2":
-        run: Callable = torch.export.load(str(file)).module()
+        program = _deserialize(file, lambda: torch.export.load(str(file)))
+        _check_program_input(program, pre_size, file)
+        run: Callable = program.module()
         if _minor(meta.get("torch_version", "")) != _minor(torch.__version__):
             warnings.warn(
                 f"{file} was exported with torch {meta.get('torch_version')}; torch "
@@ -224,9 +192,52 @@ def load(
             )
         run = run.to(device)
     else:
-        run = torch.jit.load(str(file), map_location=device)
+        run = _deserialize(file, lambda: torch.jit.load(str(file), map_location=device))
         run.eval()
-    return Predictor(run, meta, device=device, source=str(file))
+        size = getattr(run, "input_size", pre_size)
+        if size != pre_size:
+            raise FormatError(
+                f"{file}: the model takes {size}x{size} images but its metadata says input_size "
+                f"{pre_size}: the metadata was edited or belongs to another model; re-export it"
+            )
+    return Predictor(run, meta, device=device, source=source)
+
+
+def _deserialize(file: Path, fn: Callable[[], Any]) -> Any:
+    """Run torch's loader quietly (torch.export logs tracebacks of its own) and turn its
+    failures into one line naming the file."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._export")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        raise FormatError(
+            f"{file} could not be loaded (truncated, corrupt or not exported by facecore): "
+            f"{type(e).__name__}{': ' + lines[-1][:300] if lines else ''}"
+        ) from None
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _check_program_input(program: Any, size: int, file: Path) -> None:
+    """The torch.export program's image input must be ``[N, 3, size, size]``."""
+    try:
+        node = next(n for n in program.graph.nodes if n.op == "placeholder"
+                    and n.name in program.graph_signature.user_inputs)
+        shape = [int(d) if isinstance(d, int) else None for d in node.meta["val"].shape]
+    except (StopIteration, KeyError, AttributeError, TypeError):
+        return  # not a program facecore exported: nothing to compare
+    if len(shape) == 4 and shape[2:] != [size, size]:
+        raise FormatError(
+            f"{file}: the program takes {shape[2]}x{shape[3]} images but its metadata says "
+            f"input_size {size}: the metadata was edited or belongs to another model; re-export it"
+        )
 
 
 def _minor(version: str) -> str:
@@ -237,7 +248,9 @@ class Predictor:
     """Runs an exported (or in-memory) facecore model on images; see :func:`load`.
 
     Attributes: ``task`` (``"age"``, ``"gender"``, ``"binary"``, ``"embedding"``),
-    ``metadata``, ``input_size``, ``class_names``, ``age_offset``.
+    ``metadata``, ``preprocess_config`` (the metadata's
+    :class:`~facecore.data.transforms.PreprocessConfig`), ``input_size``, ``class_names``,
+    ``age_offset``.
     """
 
     def __init__(
@@ -250,20 +263,14 @@ class Predictor:
         min_size: int = 16,
         face_margin: float = 0.25,
     ) -> None:
-        check_compatibility(metadata, source)
+        self.preprocess_config: PreprocessConfig = check_compatibility(metadata, source)
         self.module = module
         self.metadata = dict(metadata)
         self.device = torch.device(device)
         self.source = source
         self.task: str = metadata["task"]
-        pre = metadata["preprocess"]
-        self.input_size = int(pre["input_size"])
-        self.resize = int(pre.get("resize") or self.input_size)
-        self.resize_mode = str(pre.get("resize_mode", "shorter"))
-        self.grayscale = bool(pre.get("grayscale", False))
-        self._transform = eval_pipeline(
-            self.input_size, self.resize, resize_mode=self.resize_mode, grayscale=self.grayscale
-        )
+        self.input_size = self.preprocess_config.input_size
+        self._transform = eval_pipeline(self.preprocess_config)
         self.class_names: list[str] = list(metadata.get("class_names") or [])
         self.age_offset = float(metadata.get("age_offset") or 0.0)
         self.min_size = int(min_size)
@@ -308,7 +315,7 @@ class Predictor:
                 )
             face: tuple[bool | None, Box | None] = (None, None)
             if detect:
-                from facecore.detect import face_crop_box, largest_face
+                from facecore.serving.detect import face_crop_box, largest_face
 
                 box = largest_face(img)
                 if box is None:
@@ -327,7 +334,11 @@ class Predictor:
     def run(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """The module's raw output dict for a preprocessed batch ``[N, 3, S, S]``."""
         with torch.no_grad():
-            out = self.module(batch.to(self.device))
+            try:
+                out = self.module(batch.to(self.device))
+            except torch.jit.Error as e:  # the real message is the last line, not the first
+                lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+                raise RuntimeError(f"{self.source}: {lines[-1] if lines else e}") from None
         missing = [k for k in OUTPUT_KEYS[self.task] if k not in out]
         if missing:
             raise RuntimeError(f"{self.source} returned no {missing} for task {self.task!r}")
@@ -337,7 +348,7 @@ class Predictor:
         """Predict for one image or a list / batch of them; returns one result per image.
 
         Args:
-            images: see :mod:`facecore.predict_inputs` (PIL images, paths, numpy
+            images: see :mod:`facecore.serving.inputs` (PIL images, paths, numpy
                 arrays, tensors, or lists of these); an empty list gives ``[]``.
             batch_size: images per forward pass.
             detect: crop the largest face (OpenCV Haar cascade) first.
