@@ -55,6 +55,7 @@ from facecore.train.tasks import TASKS, get_task
 from facecore.train.tasks.age import AgeConfig, OrdinalOptions
 from facecore.train.tasks.embedding import EmbeddingConfig, MetricOptions
 from facecore.train.tasks.gender import BinaryOptions, GenderConfig
+from facecore.train.tasks.san import SANConfig, SANOptions, Stage1Options
 
 __all__ = [
     "AgeConfig",
@@ -68,6 +69,9 @@ __all__ = [
     "OptimConfig",
     "OrdinalOptions",
     "RunSettings",
+    "SANConfig",
+    "SANOptions",
+    "Stage1Options",
     "TrainConfig",
     "apply_overrides",
     "check_data_root",

@@ -82,7 +82,6 @@ from facecore.train.datasets import (
     cache_dir_of,
     open_data,
     open_image_cache,
-    preprocess_for,
 )
 from facecore.train.evaluation import evaluate, predict_dataset
 from facecore.train.loops import train_loop_per_worker
@@ -299,7 +298,7 @@ def prepare_run(cfg: TrainConfig, out=None) -> TrainConfig:
         t0 = time.perf_counter()
         cache = open_image_cache(dataclasses.replace(
             cfg, data=dataclasses.replace(cfg.data, cache_dir=str(where))
-        ), open_data(cfg.data), preprocess_for(cfg.data))
+        ), open_data(cfg.data), get_task(cfg.task).preprocess(cfg))
         if out is not None and cache is not None:
             how = "built" if cache.built else "found"
             print(f"facecore: decoded-image cache {how}: {len(cache)} images, "
@@ -322,8 +321,9 @@ def fit(
     out = sys.stdout if out is None else out
     validate(cfg)
     check_data_root(cfg)
-    score, mode = cfg.score()
     task = get_task(cfg.task)
+    cfg = task.before_fit(cfg, out)  # e.g. stage 1 of a privacy network: its auxiliaries
+    score, mode = cfg.score()
     path = run_path(cfg)
     outdir = output_dir(cfg)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -655,7 +655,12 @@ def finalize(
     )
     export_dir = None
     if export:
-        export_dir = export_checkpoint(model, state, outdir / "export")
+        try:
+            export_dir = export_checkpoint(model, state, outdir / "export")
+        except ValueError as exc:
+            if task.export_required:
+                raise
+            warnings.warn(f"task {cfg.task!r}: the model was not exported ({exc})", stacklevel=2)
     plots: dict[str, Path] = {}
     if plot:
         plots = plot_run(cfg, history or state.get("history", []), test, outdir)

@@ -58,7 +58,9 @@ class DataConfig:
     (attributes, gender, identities), ``fairface`` (age groups, gender), ``folders`` (one
     folder per identity, e.g. ORL), ``london`` (Face Research Lab London Set). Readers need
     ``root``. ``num_samples`` / ``num_classes`` / ``num_identities`` describe the synthetic
-    set; ``max_samples`` caps a real set (``null``: all).
+    set, ``pose_jitter`` (``null``: the generator's 1.0) scales its per-image pose nuisance
+    (rotation, shift, scale; lower gives sharper mean faces); ``max_samples`` caps a real
+    set (``null``: all).
 
     Ages: ``age_range: [MIN, MAX]`` (inclusive years; age datasets only) keeps the images
     in that range and makes ``MIN`` class 0 (``age = years - MIN``, ``MAX - MIN + 1``
@@ -92,7 +94,9 @@ class DataConfig:
     that fraction of the shorter side: ``1.0`` for aligned faces, ``0.5`` for FairFace's
     wide-margin crops, where it lowered the label MAE from 2.198 to 1.605 age groups),
     ``horizontal_flip`` (probability of a random left-right flip in training when
-    ``augment``; 0.5: FairFace CORAL 1.836 with it, 1.938 without).
+    ``augment``; 0.5: FairFace CORAL 1.836 with it, 1.938 without), ``grayscale`` (the
+    luma replicated to 3 channels, e.g. the auxiliaries of a privacy network, which see
+    grayscale faces).
 
     ``cache``: decode and resize each image once (:class:`facecore.data.DecodedImageCache`;
     readers only, the synthetic set renders itself): ``memory`` (default; built in each
@@ -109,6 +113,7 @@ class DataConfig:
     image_size: int = 64
     num_classes: int = 8
     num_identities: int | None = None
+    pose_jitter: float | None = None
     max_samples: int | None = None
     age_range: list[int] | None = None
     fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
@@ -121,6 +126,7 @@ class DataConfig:
     augment: bool = True
     horizontal_flip: float = 0.5
     crop_fraction: float = 1.0
+    grayscale: bool = False
     cache: str = choices(CACHE_MODES, "memory")
     cache_dir: str | None = None
     seed: int = 0
@@ -403,6 +409,11 @@ def check_data(d: DataConfig) -> None:
             raise ConfigError(
                 f"data.age_range must be [MIN, MAX] years with 0 <= MIN <= MAX, got {d.age_range}"
             )
+    if d.pose_jitter is not None:
+        if d.name != "synthetic":
+            raise ConfigError(f"data.pose_jitter applies to data.name='synthetic', not {d.name!r}")
+        if not 0 <= d.pose_jitter <= 4:
+            raise ConfigError(f"data.pose_jitter must be in [0, 4], got {d.pose_jitter}")
     if d.csv is not None and entry.csv_splits is None:
         fixed = " | ".join(n for n, e in DATASETS.items() if e.csv_splits)
         raise ConfigError(
