@@ -142,7 +142,11 @@ def test_config_round_trip(tmp_path):
     m = SANAutoencoder(_protos(16), image_size=16, decoder_channels=(6, 5), pool_levels=2,
                        prototype_gain=3.0, prototype_reference="same", gender_classifier=clf).eval()
     cfg = json.loads(json.dumps(m.config))
-    again = san_from_config(cfg)
+    from facecore.models import build_model
+
+    with pytest.raises(ValueError, match="needs build="):
+        san_from_config(cfg)
+    again = san_from_config(cfg, build=build_model)
     again.load_state_dict(m.state_dict())
     again.eval()
     x = _x(3)
@@ -151,8 +155,6 @@ def test_config_round_trip(tmp_path):
     assert set(got) == {"sm", "nt", "op", "gender", "gender_prob"}
     for k in want:
         torch.testing.assert_close(got[k], want[k])
-    from facecore.models import build_model
-
     assert build_model(cfg).config == m.config
     with pytest.raises(ValueError, match="unknown SAN config keys"):
         san_from_config({**cfg, "widths": 3})

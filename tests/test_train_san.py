@@ -15,14 +15,20 @@ import pytest
 import torch
 
 from facecore.models import FaceEmbedder, GenderClassifier, model_checkpoint
+from facecore.privacy.auxiliaries import AUXILIARIES, clear_cache
 from facecore.train import load_config
-from facecore.train.checkpoints import CHECKPOINT_FILE, load_checkpoint, new_checkpoint, persist_checkpoint
+from facecore.train.checkpoints import (
+    CHECKPOINT_FILE,
+    load_checkpoint,
+    new_checkpoint,
+    persist_checkpoint,
+)
 from facecore.train.config import config_to_dict
-from facecore.train.datasets import build_splits
+from facecore.train.datasets import build_splits, preprocess_for
 from facecore.train.loops import Session, run_training
 from facecore.train.sections import ConfigError
 from facecore.train.tasks import get_task
-from facecore.train.tasks.san import AUXILIARIES, _CACHE, _stage1_config
+from facecore.train.tasks.san import _stage1_config
 
 S = 32
 SMALL = [
@@ -45,7 +51,7 @@ def _aux_checkpoint(folder: Path, key: str, seed: int) -> str:
     else:
         model = FaceEmbedder("small_cnn", 16, width=4)
     cfg = load_config(None, [f"data.image_size={S}", "data.grayscale=true"], task=task)
-    pre = get_task(task).preprocess(cfg)
+    pre = preprocess_for(cfg.data)
     metrics = {"epoch": 1, "val_accuracy": 0.5} if task == "gender" else {"epoch": 1, "val_auc": 0.5}
     state = new_checkpoint(epoch=1, model=model_checkpoint(model), objective={}, optimizer={},
                            scheduler={}, train_config=config_to_dict(cfg), metrics=metrics,
@@ -62,7 +68,7 @@ def _cfg(tmp_path, aux, extra=()):
     sets = [f"san.{k}={v}" for k, v in aux.items()]
     cfg = load_config("san_synthetic", [*SMALL, *sets, "san.ae_baseline=false",
                                         f"run.storage={tmp_path / 'runs'}", *extra])
-    return get_task("san").before_fit(cfg, None)
+    return get_task("san").before_fit(cfg)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -133,7 +139,7 @@ class _Resume(Session):
 def test_schedule_frozen_auxiliaries_checkpoint_and_resume(tmp_path, aux):
     cfg = _cfg(tmp_path, aux, ["san.pretrain_epochs=1", "san.match_warmup_epochs=1"])
     files = {k: _sha(Path(p) / CHECKPOINT_FILE) for k, p in aux.items()}
-    _CACHE.clear()
+    clear_cache()
     task = get_task("san")
     clf = task.build_objective(cfg, task.build_model(cfg, 2), None).gender_classifier
     before = {k: v.clone() for k, v in clf.state_dict().items()}

@@ -37,8 +37,8 @@ from facecore.models.ordinal import (
     build_ordinal_head,
     label_prior,
 )
-from facecore.models.san import GrayscaleAdapter, SANAutoencoder, san_from_config
 from facecore.models.pretrained import PretrainedReport, freeze_stages, load_pretrained
+from facecore.models.san import GrayscaleAdapter, SANAutoencoder, san_from_config
 from facecore.models.weights import importance_weights_from_labels
 
 __all__ = [

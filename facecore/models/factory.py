@@ -80,7 +80,7 @@ def _build_binary(config: dict[str, Any], args: dict[str, Any]) -> nn.Module:
 def _build_san(config: dict[str, Any], args: dict[str, Any] | None) -> nn.Module:
     from facecore.models.san import san_from_config  # the privacy autoencoder, no backbone
 
-    return san_from_config(config)
+    return san_from_config(config, build=build_model)
 
 
 def _build_embedding(config: dict[str, Any], args: dict[str, Any]) -> nn.Module:

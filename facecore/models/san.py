@@ -374,10 +374,11 @@ class SANAutoencoder(nn.Module):
         return out
 
 
-def san_from_config(config: dict[str, Any]) -> SANAutoencoder:
+def san_from_config(config: dict[str, Any], build: Any = None) -> SANAutoencoder:
     """The (untrained, zero-prototype) :class:`SANAutoencoder` of ``model.config``; an
     embedded gender classifier (``config["gender_classifier"]``, a
-    :class:`GrayscaleAdapter` config) is rebuilt with :func:`facecore.models.build_model`.
+    :class:`GrayscaleAdapter` config) is rebuilt with ``build`` (``facecore.models.build_model``,
+    which passes itself: this module does not import the factory).
     Load the checkpoint's ``state_dict`` (weights and prototypes) into it."""
     if not isinstance(config, dict) or config.get("task") != "san":
         raise ValueError(f"san_from_config needs a config with task 'san', got {config!r}")
@@ -389,12 +390,13 @@ def san_from_config(config: dict[str, Any]) -> SANAutoencoder:
     clf = None
     spec = config.get("gender_classifier")
     if spec:
-        from facecore.models.factory import build_model
-
+        if build is None:
+            raise ValueError("san_from_config: a config with a gender_classifier needs build= "
+                             "(facecore.models.build_model builds SANs with it)")
         if not isinstance(spec, dict) or "model" not in spec:
             raise ValueError("config['gender_classifier'] must be a GrayscaleAdapter config")
         clf = GrayscaleAdapter(
-            build_model(spec["model"]), spec.get("mean", 0.5), spec.get("std", 0.25),
+            build(spec["model"]), spec.get("mean", 0.5), spec.get("std", 0.25),
             in_channels=spec.get("in_channels"),
         )
     return SANAutoencoder(gender_classifier=clf, **kw)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from facecore.privacy.auxiliaries import auxiliary
 from facecore.privacy.evaluation import Evaluator, evaluate_variants
 
 __all__ = ["summary_metrics", "variants_of", "write_run_report"]
@@ -62,8 +63,6 @@ def _pairs(v: dict[str, Any]) -> tuple[list[int] | None, list[int] | None]:
 
 
 def _evaluators(cfg: Any, keys: tuple[str, ...]) -> list[Evaluator]:
-    from facecore.train.tasks.san import _cached_auxiliary
-
     names = {"gender_classifier": ("aux_gender", "gender", "auxiliary"),
              "matcher": ("aux_matcher", "matcher", "auxiliary"),
              "unseen_gender_classifier": ("unseen_gender", "gender", "unseen"),
@@ -71,7 +70,7 @@ def _evaluators(cfg: Any, keys: tuple[str, ...]) -> list[Evaluator]:
     out = []
     for key in keys:
         name, kind, role = names[key]
-        model, _ = _cached_auxiliary(cfg, key)
+        model, _ = auxiliary(cfg, key)
         out.append(Evaluator(name, kind, model, role=role))
     return out
 
@@ -122,8 +121,6 @@ def write_run_report(cfg: Any, test: dict[str, torch.Tensor], outdir: str | Path
     from facecore.privacy.anonymizers import gaussian_blur, pixelate
     from facecore.privacy.plots import plot_grid, plot_p_female, plot_roc
     from facecore.privacy.report import done_when_checks, equal_utility_table, write_report
-    from facecore.train.tasks.san import _cached_auxiliary
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     v = variants_of(test)
@@ -146,7 +143,7 @@ def write_run_report(cfg: Any, test: dict[str, torch.Tensor], outdir: str | Path
     gallery, probe = _pairs(v)
     res = evaluate_variants(x, variants, g, v["identity"], evaluators, gallery=gallery, probe=probe,
                             max_impostors=cfg.san.max_impostors)
-    aux_valid = _cached_auxiliary(cfg, "gender_classifier")[1]["valid"].get("val_accuracy")
+    aux_valid = auxiliary(cfg, "gender_classifier")[1]["valid"].get("val_accuracy")
     checks = done_when_checks(res.table, gender="unseen_gender", matcher="unseen_matcher", real=real,
                               auxiliary_valid_accuracy=aux_valid)
     eq = []
@@ -180,7 +177,7 @@ def write_run_report(cfg: Any, test: dict[str, torch.Tensor], outdir: str | Path
                                                     title=f"{cname} ({res.evaluators[cname]})")
     models = {}
     for key in ("gender_classifier", "matcher", "unseen_gender_classifier", "unseen_matcher"):
-        info = _cached_auxiliary(cfg, key)[1]
+        info = auxiliary(cfg, key)[1]
         models[key] = {"path": getattr(cfg.san, key), "sha256": (cfg.san.sha256 or {}).get(key),
                        "model": info["config"], "valid": info["valid"]}
     meta = {"data": cfg.data.name, "test_faces": int(len(g)),

@@ -82,6 +82,7 @@ from facecore.train.datasets import (
     cache_dir_of,
     open_data,
     open_image_cache,
+    preprocess_for,
 )
 from facecore.train.evaluation import evaluate, predict_dataset
 from facecore.train.loops import train_loop_per_worker
@@ -298,7 +299,7 @@ def prepare_run(cfg: TrainConfig, out=None) -> TrainConfig:
         t0 = time.perf_counter()
         cache = open_image_cache(dataclasses.replace(
             cfg, data=dataclasses.replace(cfg.data, cache_dir=str(where))
-        ), open_data(cfg.data), get_task(cfg.task).preprocess(cfg))
+        ), open_data(cfg.data), get_task(cfg.task).preprocess(cfg, preprocess_for(cfg.data)))
         if out is not None and cache is not None:
             how = "built" if cache.built else "found"
             print(f"facecore: decoded-image cache {how}: {len(cache)} images, "
@@ -322,7 +323,8 @@ def fit(
     validate(cfg)
     check_data_root(cfg)
     task = get_task(cfg.task)
-    cfg = task.before_fit(cfg, out)  # e.g. stage 1 of a privacy network: its auxiliaries
+    # e.g. stage 1 of a privacy network: its auxiliaries, trained by nested fit calls
+    cfg = task.before_fit(cfg, fit=fit, run_dir=run_path(cfg), out=out if cfg.run.verbose else None)
     score, mode = cfg.score()
     path = run_path(cfg)
     outdir = output_dir(cfg)

@@ -9,6 +9,7 @@ metadata (``field(metadata={"choices": BACKBONES})``); :func:`build_section` che
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -31,6 +32,7 @@ __all__ = [
     "OptimConfig",
     "RunSettings",
     "TrainConfig",
+    "apply_overrides",
     "build_section",
     "check_data",
     "check_include",
@@ -492,3 +494,46 @@ def validate_common(cfg: TrainConfig) -> None:
     if r.cpus_per_worker <= 0:
         raise ConfigError(f"run.cpus_per_worker must be > 0, got {r.cpus_per_worker}")
     check_run_name(r.name, r.storage)
+
+
+# ----------------------------------------------------------------- overrides
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of the nested dict ``data`` with ``dotted.key=value`` overrides applied.
+
+    Values given as strings are parsed as YAML. Keys are checked later by
+    :func:`config_from_dict`; a malformed override (no ``=``, empty key) raises
+    :class:`ConfigError` here.
+    """
+    out = copy.deepcopy(data)
+    items: list[tuple[str, Any]] = []
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"override must look like section.key=value, got {item!r}")
+            items.append((key.strip(), _parse_value(value)))
+    for key, value in items:
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {key!r}: {'.'.join(parts[: i + 1])} is not a section"
+                )
+            node = child
+        node[parts[-1]] = value
+    return out

@@ -148,19 +148,20 @@ class Task:
         """A few words for the start-up line (e.g. the head or the loss)."""
         return cfg.model.backbone
 
-    def before_fit(self, cfg: Any, out: Any = None) -> Any:
+    def before_fit(self, cfg: Any, *, fit: Any = None, run_dir: str = "", out: Any = None) -> Any:
         """Called by :func:`facecore.train.fit` on the driver before the run starts; returns
-        the config the run uses (default: ``cfg``). E.g. the privacy network trains or
-        checks its frozen auxiliary models here and fills in their paths."""
+        the config the run uses (default: ``cfg``). ``fit``: :func:`facecore.train.fit`
+        (for runs this one needs first), ``run_dir``: the run's ``<storage>/<name>``,
+        ``out``: where to print progress (``None``: quiet). E.g. the privacy network trains
+        or checks its frozen auxiliary models here and fills in their paths."""
         return cfg
 
     # -- data --------------------------------------------------------------------------
-    def preprocess(self, cfg: Any) -> Any:
-        """The run's :class:`~facecore.data.PreprocessConfig` (training and export);
-        default :func:`facecore.train.datasets.preprocess_for` of ``cfg.data``."""
-        from facecore.train.datasets import preprocess_for
-
-        return preprocess_for(cfg.data)
+    def preprocess(self, cfg: Any, default: Any) -> Any:
+        """The run's :class:`~facecore.data.PreprocessConfig` (training and export), given
+        ``default`` = :func:`facecore.train.datasets.preprocess_for` of ``cfg.data``
+        (returned unchanged by default)."""
+        return default
 
     def num_classes(self, cfg: Any, dataset: Dataset, targets: torch.Tensor) -> int:
         """Classes the model predicts (ages, 2, identities) given the whole dataset."""

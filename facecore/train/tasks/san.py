@@ -58,9 +58,26 @@ import torch
 from torch import nn
 
 from facecore.losses.san import MATCH_TARGETS, RECONSTRUCTIONS, SANObjective, file_sha256
-from facecore.models.san import PROTOTYPE_REFERENCES, GrayscaleAdapter, to_grayscale
-from facecore.train.sections import ConfigError, TrainConfig, choices
+from facecore.models.san import PROTOTYPE_REFERENCES, to_grayscale
+from facecore.privacy.auxiliaries import (
+    AUXILIARIES,
+    IN_LOSS,
+    auxiliary,
+    checkpoint_file,
+)
+from facecore.train.sections import (
+    ConfigError,
+    TrainConfig,
+    apply_overrides,
+    build_section,
+    choices,
+    validate_common,
+)
 from facecore.train.tasks.base import Task
+from facecore.train.tasks.embedding import EmbeddingConfig
+from facecore.train.tasks.gender import GenderConfig
+
+_STAGE1_CONFIGS: dict[str, type[TrainConfig]] = {"gender": GenderConfig, "embedding": EmbeddingConfig}
 
 __all__ = [
     "AUXILIARIES",
@@ -69,19 +86,7 @@ __all__ = [
     "SANTask",
     "SANTaskObjective",
     "Stage1Options",
-    "load_auxiliary",
 ]
-
-#: The frozen models a SAN run references: ``san.<key>`` -> stage-1 task.
-AUXILIARIES: dict[str, str] = {
-    "gender_classifier": "gender",
-    "matcher": "embedding",
-    "unseen_gender_classifier": "gender",
-    "unseen_matcher": "embedding",
-}
-#: The two that are in the loss (the other two only evaluate).
-IN_LOSS = ("gender_classifier", "matcher")
-
 
 @dataclass
 class SANOptions:
@@ -132,7 +137,9 @@ class SANOptions:
 class Stage1Options:
     """Overrides (``KEY=VALUE``, as ``--set``) of the stage-1 runs that train the models
     ``san.*`` leaves ``null``; applied over a config derived from the SAN's (same data,
-    grayscale, split by identity, ``run.workers``, ``run.seed``)."""
+    grayscale, split by identity, ``run.workers``, ``run.seed``). ``{data.root}`` in a
+    value is the SAN's ``data.root`` (e.g. ``data.root={data.root}/../fairface540`` trains
+    a classifier on another set of people)."""
 
     gender_classifier: list[str] = field(default_factory=list)
     matcher: list[str] = field(default_factory=list)
@@ -150,62 +157,6 @@ class SANConfig(TrainConfig):
 
 
 # ------------------------------------------------------------------ auxiliaries
-
-
-def _checkpoint_file(path: str | Path) -> Path:
-    from facecore.train.checkpoints import CHECKPOINT_FILE
-
-    p = Path(path).expanduser()
-    return p / CHECKPOINT_FILE if p.is_dir() else p
-
-
-def load_auxiliary(path: str | Path, key: str = "model") -> tuple[GrayscaleAdapter, dict[str, Any]]:
-    """A facecore training checkpoint (folder or ``checkpoint.pt``) as a frozen
-    :class:`GrayscaleAdapter` (grayscale ``[N, 1, S, S]`` in [0, 1] in, the model's
-    normalisation from the checkpoint's export settings); returns ``(model, info)`` with
-    ``info = {"task", "config", "image_size", "valid": {metrics}}``. ``ConfigError``
-    naming ``key`` when the file is missing or not such a checkpoint."""
-    from facecore.data.transforms import PreprocessConfig
-    from facecore.formats import FormatError
-    from facecore.models.factory import model_from_checkpoint
-    from facecore.train.checkpoints import load_checkpoint
-
-    f = _checkpoint_file(path)
-    if not f.is_file():
-        raise ConfigError(f"{key}: training checkpoint not found: {path}")
-    try:
-        state = load_checkpoint(f.parent)
-        model = model_from_checkpoint(state["model"])
-        pre = PreprocessConfig.from_dict(state["export"]["preprocess"])
-    except (FormatError, KeyError, ValueError, OSError) as exc:
-        raise ConfigError(f"{key}={str(path)!r} is not a facecore training checkpoint: {exc}") from None
-    adapter = GrayscaleAdapter(model, pre.mean, pre.std)
-    adapter.eval().requires_grad_(False)
-    metrics = {k: v for k, v in state.get("metrics", {}).items() if k.startswith("val_")}
-    return adapter, {"task": state["train_config"].get("task"), "config": state["model"]["config"],
-                     "image_size": pre.input_size, "valid": metrics}
-
-
-_CACHE: dict[tuple[str, str], tuple[GrayscaleAdapter, dict[str, Any]]] = {}
-
-
-def _cached_auxiliary(cfg: SANConfig, key: str) -> tuple[GrayscaleAdapter, dict[str, Any]]:
-    """``load_auxiliary`` of ``san.<key>`` once per process, checked against ``san.sha256``."""
-    path = getattr(cfg.san, key)
-    if path is None:
-        raise ConfigError(f"san.{key} is null: run the SAN through facecore.train.fit (stage 1 "
-                          "trains it) or give a training checkpoint")
-    want = (cfg.san.sha256 or {}).get(key)
-    f = _checkpoint_file(path)
-    have = file_sha256(f) if f.is_file() else None
-    if have is None:
-        raise ConfigError(f"san.{key}: training checkpoint not found: {path}")
-    if want is not None and want != have:
-        raise ConfigError(f"san.{key}={path}: SHA-256 {have[:12]}... differs from san.sha256.{key} "
-                          f"{want[:12]}... (the file changed since the run was configured)")
-    if (str(f), have) not in _CACHE:
-        _CACHE[(str(f), have)] = load_auxiliary(path, f"san.{key}")
-    return _CACHE[(str(f), have)]
 
 
 def _hash_tensor(hexdigest: str) -> torch.Tensor:
@@ -256,27 +207,26 @@ class SANTaskObjective(SANObjective):
 
 def _stage1_config(cfg: SANConfig, key: str, storage: Path) -> TrainConfig:
     """The config of the stage-1 run training ``san.<key>`` (module docstring)."""
-    from facecore.train.config import apply_overrides, config_from_dict, config_to_dict
-
-    base = config_to_dict(cfg)
+    base = dataclasses.asdict(cfg)
     data = dict(base["data"], grayscale=True, split_by="identity", include=None,
                 max_train_samples=None)
     run = dict(base["run"], storage=str(storage), name=key, output=None, export=False,
                plot=False, score="epoch", score_mode="max", num_to_keep=1, fail_after_epoch=None)
-    d: dict[str, Any] = {"task": AUXILIARIES[key], "data": data, "run": run,
+    d: dict[str, Any] = {"data": data, "run": run,
                          "optim": {"epochs": base["optim"]["epochs"]}}
-    d = apply_overrides(d, list(getattr(cfg.stage1, key)))
-    try:
-        return config_from_dict(d)
+    root = cfg.data.root or ""
+    d = apply_overrides(d, [item.replace("{data.root}", root) for item in getattr(cfg.stage1, key)])
+    try:  # the full validation runs again in fit
+        sub = build_section(_STAGE1_CONFIGS[AUXILIARIES[key]], d)
+        validate_common(sub)
+        return sub
     except ConfigError as exc:
         raise ConfigError(f"stage1.{key}: {exc}") from None
 
 
-def _train_stage1(cfg: SANConfig, key: str, storage: Path, out: Any) -> str:
+def _train_stage1(cfg: SANConfig, key: str, storage: Path, out: Any, fit: Any) -> str:
     """Train (or find, when the run folder already holds its last epoch) ``san.<key>``;
     returns its best checkpoint folder."""
-    from facecore.train.runner import fit
-
     sub = _stage1_config(cfg, key, storage)
     if out is not None:
         print(f"facecore: san stage 1: {key} ({sub.task}, {sub.model.backbone}) in {storage / key}",
@@ -287,13 +237,10 @@ def _train_stage1(cfg: SANConfig, key: str, storage: Path, out: Any) -> str:
     return res.best_checkpoint
 
 
-def _run_folder(cfg: TrainConfig) -> Path:
-    from facecore.train.runner import run_path
-
-    path = run_path(cfg)
-    if "://" in path:
+def _local(run_dir: str) -> Path:
+    if "://" in run_dir:
         raise ConfigError("task san: stage 1 needs a local run.storage, or every san.* model given")
-    return Path(path)
+    return Path(run_dir)
 
 
 # ------------------------------------------------------------------ the task
@@ -372,7 +319,7 @@ class SANTask(Task):
         return (f"lambda_rec {s.lambda_rec:g}, lambda_gender {s.lambda_gender:g}, lambda_match "
                 f"{s.lambda_match:g}, {s.reconstruction}")
 
-    def before_fit(self, cfg: SANConfig, out: Any = None) -> SANConfig:
+    def before_fit(self, cfg: SANConfig, *, fit: Any = None, run_dir: str = "", out: Any = None) -> SANConfig:
         """Stage 1 (module docstring): every ``san.*`` model trained or checked, hashed; the
         AE-only baseline trained when asked. Returns the config with paths and hashes."""
         s = cfg.san
@@ -381,12 +328,12 @@ class SANTask(Task):
         for key in AUXILIARIES:
             path = getattr(s, key)
             if path is None:
-                stage1 = stage1 or _run_folder(cfg) / "stage1"
-                path = _train_stage1(cfg, key, stage1, out)
+                stage1 = stage1 or _local(run_dir) / "stage1"
+                path = _train_stage1(cfg, key, stage1, out, fit)
             paths[key] = str(Path(path).expanduser().resolve()) if "://" not in str(path) else path
         sha = dict(s.sha256 or {})
         for key, path in paths.items():
-            f = _checkpoint_file(path)
+            f = checkpoint_file(path)
             if not f.is_file():
                 raise ConfigError(f"san.{key}: training checkpoint not found: {path}")
             have = file_sha256(f)
@@ -394,7 +341,7 @@ class SANTask(Task):
                 raise ConfigError(f"san.{key}={path}: SHA-256 {have[:12]}... differs from "
                                   f"san.sha256.{key} {sha[key][:12]}...")
             sha[key] = have
-            model, info = _cached_auxiliary(dataclasses.replace(cfg, san=dataclasses.replace(
+            model, info = auxiliary(dataclasses.replace(cfg, san=dataclasses.replace(
                 s, **{key: path}, sha256=sha)), key)
             want = {"gender_classifier": "gender", "unseen_gender_classifier": "gender"}.get(key, "embedding")
             if info["task"] != want:
@@ -408,11 +355,9 @@ class SANTask(Task):
                 print(f"facecore: san.{key}: {path} (sha256 {have[:12]}...; {val})", file=out, flush=True)
         new = dataclasses.replace(s, sha256=sha, **paths)
         if s.ae_baseline and s.lambda_gender > 0 and s.ae_baseline_checkpoint is None:
-            from facecore.train.runner import fit
-
             base = dataclasses.replace(
                 cfg, san=dataclasses.replace(new, lambda_gender=0.0, ae_baseline=False),
-                run=dataclasses.replace(cfg.run, storage=str(_run_folder(cfg) / "stage1"),
+                run=dataclasses.replace(cfg.run, storage=str(_local(run_dir) / "stage1"),
                                         name="ae_only", output=None, export=False, plot=False,
                                         fail_after_epoch=None))
             if out is not None:
@@ -423,12 +368,10 @@ class SANTask(Task):
         return dataclasses.replace(cfg, san=new)
 
     # -- data --------------------------------------------------------------------------
-    def preprocess(self, cfg: SANConfig) -> Any:
+    def preprocess(self, cfg: SANConfig, default: Any) -> Any:
         """Grayscale faces in [0, 1] (no normalisation: the autoencoder's input and output
         range); resize / crop / flip as the data section says."""
-        from facecore.train.datasets import preprocess_for
-
-        return dataclasses.replace(preprocess_for(cfg.data), grayscale=True, mean=(0.0, 0.0, 0.0),
+        return dataclasses.replace(default, grayscale=True, mean=(0.0, 0.0, 0.0),
                                    std=(1.0, 1.0, 1.0))
 
     def num_classes(self, cfg: SANConfig, dataset: Any, targets: torch.Tensor) -> int:
@@ -468,8 +411,8 @@ class SANTask(Task):
         s = cfg.san
         if s.sha256 is None or any(k not in s.sha256 for k in IN_LOSS):
             raise ConfigError("san.sha256 is not filled in: run the SAN through facecore.train.fit")
-        clf, _ = _cached_auxiliary(cfg, "gender_classifier")
-        mtc, _ = _cached_auxiliary(cfg, "matcher")
+        clf, _ = auxiliary(cfg, "gender_classifier")
+        mtc, _ = auxiliary(cfg, "matcher")
         return SANTaskObjective(
             model, clf, mtc, sha256=s.sha256, paths={k: str(getattr(s, k)) for k in IN_LOSS},
             reconstruction=s.reconstruction, lambda_rec=s.lambda_rec,
