@@ -227,3 +227,30 @@ def test_fit_with_stage1_and_eval_report(tmp_path):
     assert main(["eval", str(run), "--plot"]) == 0
     assert (run / "privacy" / "report.json").is_file()
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_london_splits_by_person_and_pairs_smiling_with_neutral(london_dir, tmp_path, aux):
+    """Real faces: the packaged san_london config splits by person, the evaluation
+    outputs carry the expressions, and cross-photo genuine pairs are a person's smiling
+    original against the perturbed neutral photo."""
+    from facecore.privacy.runs import _pairs, variants_of
+    from facecore.train.evaluation import predict_dataset
+
+    cfg = load_config("san_london", [f"data.root={london_dir}", f"data.image_size={S}",
+                                     *[f"san.{k}={v}" for k, v in aux.items()]])
+    splits = build_splits(cfg, cache=False)
+    people = {n: set(splits.dataset.targets("identity")[splits.indices[n]].tolist())
+              for n in ("train", "valid", "test")}
+    assert not people["train"] & people["test"] and not people["valid"] & people["test"]
+    x, _ = splits.test[0]
+    assert x.shape == (3, S, S) and float(x.min()) >= 0 and float(x.max()) <= 1
+    assert torch.equal(x[0], x[1])  # grayscale, not normalised
+    model = get_task("san").build_model(cfg, 2)
+    out = predict_dataset(cfg, model, splits.test, batch_size=64)
+    v = variants_of(out)
+    gallery, probe = _pairs(v)
+    assert sorted(gallery + probe) == list(range(len(v["gender"])))
+    assert all(int(v["expression"][i]) == 1 for i in gallery)
+    for i in gallery:  # every smiling photo has its person's neutral photo among the probes
+        assert any(int(v["identity"][j]) == int(v["identity"][i]) for j in probe)
+    assert torch.equal(v["sm"][v["gender"] == 1], out["sm1"][out["target"] == 1])
