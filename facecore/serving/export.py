@@ -176,6 +176,8 @@ class SANServingModule(ServingModule):
 
     def forward(self, images: torch.Tensor, gender: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.normalise(images)
+        if x.size(1) != 1:  # grayscale=True with 3 (equal) channels: the luma once
+            x = x[:, :1]
         if gender.dim() != 1 or gender.size(0) != x.size(0):
             raise ValueError(
                 "gender must be a float tensor [N] (0 male, 1 female, -1 unknown), one value per image"

@@ -427,11 +427,12 @@ class Predictor:
         """
         check_mode(mode)
         out = self.san_outputs(images, gender, batch_size=batch_size, detect=detect)
-        x = out[mode]
-        if as_tensor:
-            return x
-        arrays = (x[:, 0] * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
-        return list(arrays)
+        return out[mode] if as_tensor else self.to_uint8(out[mode])
+
+    @staticmethod
+    def to_uint8(x: torch.Tensor) -> list[np.ndarray]:
+        """SAN outputs ``[N, 1, S, S]`` in [0, 1] as ``uint8`` arrays ``[S, S]`` (``round(255 x)``)."""
+        return list((x[:, 0] * 255.0).round().clamp(0, 255).to(torch.uint8).numpy())
 
     def san_outputs(
         self, images: Any, gender: Any = None, *, batch_size: int = 32, detect: bool = False
