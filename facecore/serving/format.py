@@ -11,6 +11,11 @@
      "input": {"shape": [-1, 3, S, S], "dtype": "float32", "range": [0, 1], "channels": "RGB"},
      "model": {"class": "AgeEstimator", "config": model.config}}
 
+A SAN export (``"task": "san"``) adds a ``"san"`` section: ``image_size``, ``modes``
+(``["sm", "nt", "op"]``), ``default_mode``, the ``grayscale`` luma, the ``gender`` input
+(float ``[N]``: 0 male, 1 female, -1 unknown), ``gender_classifier`` (true when one is
+embedded) and the ``output`` shape (:func:`san_section` reads it).
+
 The same JSON is stored inside ``model.pt`` (``_extra_files``) and ``model.pt2``
 (``extra_files``), so either file alone is self-describing. The folder's ``metadata.json``
 adds one key the archives cannot hold (a file cannot contain its own digest)::
