@@ -6,6 +6,7 @@ errors, and ``facecore anonymize`` on real JPEGs."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -203,7 +204,7 @@ def test_export_checks_the_san_preprocess(tmp_path):
 @pytest.fixture(scope="module")
 def eager_predictor(exports) -> tuple[SANAutoencoder, Predictor]:
     m, _ = exports[False]
-    return m, Predictor.from_model(m, preprocess=None)
+    return m, Predictor.from_model(m)  # a SAN's preprocess defaults to its input
 
 
 def test_anonymize_accepts_every_input_form(eager_predictor, tmp_path):
@@ -377,6 +378,18 @@ def test_cli_anonymizes_real_jpegs(real_san, london_dir, fairface_dir, tmp_path,
                     for f in faces])
     err = np.abs(sm[:, None] - src[None]).mean(axis=(2, 3))  # [output, input]
     assert (err.argmin(axis=1) == np.arange(len(faces))).all(), err
+    if importlib.util.find_spec("cv2") is not None:  # the optional face detector crops first
+        from facecore.serving.detect import face_crop_box, largest_face
+
+        img = Image.open(faces[0]).convert("RGB")
+        canvas = Image.new("RGB", (384, 384), (128, 128, 128))
+        canvas.paste(img, (100, 90))  # the face off-centre on a larger photo
+        box = largest_face(canvas)
+        assert box is not None
+        crop = canvas.crop(face_crop_box(box, canvas.size, p.face_margin))
+        [got] = p.anonymize(canvas, "op", gender, detect=True)
+        np.testing.assert_array_equal(got, p.anonymize(crop, "op", gender)[0])
+        assert not np.array_equal(got, p.anonymize(canvas, "op", gender)[0])
     # PNG in -> PNG out, exactly what the API returns
     png = tmp_path / "in" / "face.png"
     png.parent.mkdir()
@@ -430,6 +443,9 @@ def test_cli_errors(exports, tmp_path, capsys):
         code, err = run(*args)
         assert code == 2 and msg in err, (args, err)
     assert not (tmp_path / "out").exists()
+    assert main(["predict", "--model", str(d), x]) == 1  # a SAN does not predict
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is a SAN (privacy) model" in err and "facecore anonymize" in err
     # out = the input folder is fine when nothing collides; an existing output needs --overwrite
     assert run("-m", str(d), x, "--out", str(folder), "--gender", "1", "--mode", "sm")[0] == 0
     assert (folder / "x_sm.png").is_file()

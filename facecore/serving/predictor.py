@@ -298,14 +298,15 @@ class Predictor:
         cls,
         model: nn.Module,
         *,
-        preprocess: Any,
+        preprocess: Any = None,
         class_names: Sequence[str] | None = None,
         age_offset: float | None = None,
         age_unit: str | None = None,
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> Predictor:
-        """A predictor on an eager model (no export), with the same preprocessing."""
+        """A predictor on an eager model (no export), with the same preprocessing
+        (``preprocess`` may be left out for a SAN only, as in :func:`export_model`)."""
         module, meta = serving_module(
             model, preprocess=preprocess, class_names=class_names, age_offset=age_offset,
             age_unit=age_unit,
