@@ -8,6 +8,8 @@
     facecore eval CHECKPOINT [--data-root DIR] [--json]
     facecore export CHECKPOINT --output DIR
     facecore predict --model DIR IMAGE... [--json] [--detect] [--format torchscript|export]
+    facecore anonymize --model DIR IMAGE... --out DIR [--mode op|nt|sm] [--gender male|female|0|1]
+                       [--overwrite] [--json] [--detect] [--format torchscript|export]
     facecore analyze embeddings|probe|bias|groups|spaces ...   (facecore.analysis.cli)
     facecore bench [PYTEST_ARGS...]
 
@@ -134,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--sha256", metavar="HEX", help="refuse the model file unless it has this SHA-256")
     r.add_argument("--batch-size", type=int, default=32, metavar="N")
+
+    _add_anonymize_parser(sub)
 
     b = sub.add_parser(
         "bench",
@@ -302,6 +306,132 @@ def _cmd_predict(a) -> int:
     return 0
 
 
+def _add_anonymize_parser(sub) -> None:
+    from facecore.models.san import GENDER_NAMES, MODES
+
+    a = sub.add_parser(
+        "anonymize",
+        help="hide the gender of face images with an exported SAN (privacy) model",
+        description="Perturb face images with an exported SAN (semi-adversarial network): "
+        "writes one grayscale image per input to --out, named <stem>_<mode> with the input's "
+        "format (PNG or JPEG; other inputs are written as PNG). Inputs are never overwritten.",
+    )
+    a.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    a.add_argument("--model", "-m", required=True, metavar="DIR", help="exported SAN folder or file")
+    a.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created)")
+    a.add_argument(
+        "--mode", choices=list(MODES), default="op",
+        help="op: opposite-gender prototype (hides gender, the default); nt: neutral; "
+        "sm: same gender (the utility reference)",
+    )
+    a.add_argument(
+        "--gender", choices=[*GENDER_NAMES, "0", "1"], default=None,
+        help="the faces' true gender (all images); default: the model's embedded gender "
+        "classifier picks it per image (an error when the model has none)",
+    )
+    a.add_argument("--detect", action="store_true", help="crop the largest face first (OpenCV)")
+    a.add_argument(
+        "--format", choices=["torchscript", "export"], default=None,
+        help="which file of an export folder to load (as in `facecore predict`)",
+    )
+    a.add_argument("--sha256", metavar="HEX", help="refuse the model file unless it has this SHA-256")
+    a.add_argument("--batch-size", type=int, default=32, metavar="N")
+    a.add_argument(
+        "--overwrite", action="store_true",
+        help="replace output files that exist already (an input image is never replaced)",
+    )
+    a.add_argument("--json", action="store_true", help="print one JSON list")
+
+
+_ANONYMIZE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def _anonymize_targets(images: list[str], out: Path, mode: str, overwrite: bool) -> list[Path]:
+    """Output path per input (``<stem>_<mode><ext>``); refuses two inputs writing one file,
+    an output that is an input, and (without ``overwrite``) an output that exists."""
+    targets: list[Path] = []
+    seen: dict[Path, str] = {}
+    inputs = {Path(p).resolve(): p for p in images}
+    for img in images:
+        src = Path(img)
+        ext = src.suffix.lower() if src.suffix.lower() in _ANONYMIZE_FORMATS else ".png"
+        target = out / f"{src.stem}_{mode}{ext}"
+        key = target.resolve()
+        if key in seen:
+            raise UsageError(
+                f"{seen[key]} and {img} would both be written to {target}: anonymize them into "
+                "different --out folders"
+            )
+        if key in inputs:
+            raise UsageError(
+                f"{target} is an input image and would be overwritten: choose another --out"
+            )
+        if target.exists() and not overwrite:
+            raise UsageError(
+                f"{target} exists (written for {img}): pass --overwrite to replace it, or "
+                "choose another --out"
+            )
+        seen[key] = img
+        targets.append(target)
+    return targets
+
+
+def _cmd_anonymize(a) -> int:
+    from PIL import Image
+
+    from facecore.serving import load
+
+    missing = [p for p in a.images if not Path(p).is_file()]
+    if missing:
+        raise UsageError(f"image not found: {missing[0]}")
+    if not Path(a.model).exists():
+        raise UsageError(f"model not found: {a.model}")
+    out = Path(a.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {a.out} exists and is not a folder")
+    if isinstance(a.batch_size, int) and a.batch_size < 1:
+        raise UsageError(f"--batch-size must be a positive int, got {a.batch_size}")
+    targets = _anonymize_targets(list(a.images), out, a.mode, a.overwrite)
+    predictor = load(a.model, format=a.format, sha256=a.sha256)
+    if predictor.task != "san":
+        raise UsageError(
+            f"{a.model} is a {predictor.task} model, not a SAN: anonymize needs a model exported "
+            "from a SAN (task san)"
+        )
+    if a.gender is None and not predictor.has_gender_classifier:
+        raise UsageError(
+            f"--gender is required: {a.model} has no embedded gender classifier to pick it"
+        )
+    gender = None if a.gender is None else (int(a.gender) if a.gender.isdigit() else a.gender)
+    res = predictor.san_outputs(list(a.images), gender, batch_size=a.batch_size, detect=a.detect)
+    faces = predictor.to_uint8(res[a.mode])
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    from facecore.models.san import GENDER_NAMES
+
+    for img, target, face, g, prob in zip(
+        a.images, targets, faces, res["gender"].tolist(), res["gender_prob"].tolist()
+    ):
+        fmt = _ANONYMIZE_FORMATS[target.suffix.lower()]
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            Image.fromarray(face).save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        picked = a.gender is None
+        rows.append({"image": img, "output": str(target), "mode": a.mode,
+                     "gender": GENDER_NAMES[int(g)], "gender_from_classifier": picked,
+                     "p_female": None if prob != prob else prob})
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        how = f"classifier, P(female)={r['p_female']:.2f}" if r["gender_from_classifier"] else "given"
+        print(f"{r['image']} -> {r['output']} (mode {r['mode']}, gender {r['gender']}: {how})")
+    return 0
+
+
 def _describe(p) -> str:
     d = p.to_dict()
     if "age" in d:
@@ -342,6 +472,7 @@ _COMMANDS = {
     "eval": _cmd_eval,
     "export": _cmd_export,
     "predict": _cmd_predict,
+    "anonymize": _cmd_anonymize,
     "bench": _cmd_bench,
     "analyze": _cmd_analyze,
 }

@@ -45,17 +45,34 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "GENDER_NAMES",
     "MODES",
     "PROTOTYPE_REFERENCES",
     "SAN_DEFAULTS",
     "GrayscaleAdapter",
     "SANAutoencoder",
+    "check_mode",
     "san_from_config",
     "to_grayscale",
 ]
 
 #: Anonymisation modes: same-gender, neutral and opposite-gender prototype.
 MODES = ("sm", "nt", "op")
+
+#: Gender convention of the SAN (and of facecore's gender models): value -> name.
+GENDER_NAMES = ("male", "female")
+
+
+def check_mode(mode: object) -> str:
+    """``mode`` if it is one of :data:`MODES` (``'sm'``, ``'nt'``, ``'op'``); the one
+    validator of mode names outside TorchScript (export, predictor, CLI)."""
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(
+            f"mode must be one of {' | '.join(repr(m) for m in MODES)} (same-gender, neutral, "
+            f"opposite-gender prototype), got {mode!r}"
+        )
+    return mode
+
 
 #: facecore's default architecture (64 px): one pooling level keeps identity (see module doc).
 SAN_DEFAULTS: dict[str, Any] = {
@@ -152,6 +169,9 @@ def _check_channels(name: str, value: Any) -> list[int]:
 class SANAutoencoder(nn.Module):
     """The SAN autoencoder (see the module docstring).
 
+    ``task = "san"`` (class attribute): what :func:`facecore.export_model` and
+    :class:`facecore.Predictor` key on.
+
     Args:
         prototypes: ``{"male", "female", "neutral"}`` RGB ``[3, S, S]`` tensors (the output
             of :func:`facecore.data.compute_gender_prototypes`); ``None`` leaves zero
@@ -180,6 +200,9 @@ class SANAutoencoder(nn.Module):
             :class:`GrayscaleAdapter`. Used by :meth:`serve` / :meth:`anonymize` when no
             gender is given.
     """
+
+    #: the export / serving task name (facecore.serving.format.OUTPUT_KEYS)
+    task = "san"
 
     def __init__(
         self,

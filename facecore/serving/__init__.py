@@ -3,10 +3,11 @@
 * :mod:`facecore.serving.format`: the export format (file names, output keys per task,
   ``metadata.json``: :func:`read_metadata`, :func:`check_compatibility`).
 * :mod:`facecore.serving.export`: :func:`export_model` (TorchScript ``model.pt`` +
-  torch.export ``model.pt2`` + ``metadata.json``), :class:`ServingModule`.
+  torch.export ``model.pt2`` + ``metadata.json``), :class:`ServingModule`
+  (:class:`SANServingModule` for the privacy autoencoder: images + gender).
 * :mod:`facecore.serving.predictor`: :func:`load` -> :class:`Predictor` -> typed
   predictions (:class:`AgePrediction`, :class:`BinaryPrediction`,
-  :class:`EmbeddingPrediction`).
+  :class:`EmbeddingPrediction`); ``Predictor.anonymize`` for SAN exports.
 * :mod:`facecore.serving.inputs`: what ``Predictor.predict`` accepts (PIL, paths, bytes,
   numpy, tensors) and how it is decoded.
 * :mod:`facecore.serving.detect`: optional OpenCV Haar-cascade face detection.
@@ -16,7 +17,7 @@ are re-exported by the package root.
 """
 
 from facecore.formats import ModelVersionError
-from facecore.serving.export import ServingModule, export_model, serving_module
+from facecore.serving.export import SANServingModule, ServingModule, export_model, serving_module
 from facecore.serving.format import ChecksumError, check_compatibility, read_metadata
 from facecore.serving.predictor import (
     AgePrediction,
@@ -33,6 +34,7 @@ __all__ = [
     "EmbeddingPrediction",
     "ModelVersionError",
     "Predictor",
+    "SANServingModule",
     "ServingModule",
     "check_compatibility",
     "export_model",

@@ -52,7 +52,7 @@ from facecore.serving.format import (
     model_task,
 )
 
-__all__ = ["ServingModule", "export_model", "serving_module"]
+__all__ = ["SANServingModule", "ServingModule", "export_model", "san_preprocess", "serving_module"]
 
 
 class ServingModule(nn.Module):
@@ -109,6 +109,10 @@ class ServingModule(nn.Module):
         self.register_buffer("luma", torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.serve(self.normalise(images))
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """Check ``images`` ``[N, 3, S, S]`` and apply the luma / mean / std of the preprocess."""
         if images.dim() != 4 or images.size(1) != 3:
             raise ValueError(
                 "images must be a float tensor of shape [N, 3, S, S] with values in [0, 1], got "
@@ -125,8 +129,12 @@ class ServingModule(nn.Module):
             x = (x * self.luma).sum(dim=1, keepdim=True)
             if channels != 1:
                 x = x.expand(-1, channels, -1, -1)
-        x = (x - self.mean) / self.std
-        return self.model.serve(x)
+        return (x - self.mean) / self.std
+
+    @torch.jit.ignore
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        """Example arguments of ``forward`` (export tracing and verification)."""
+        return (_example_input(self.input_size, batch),)
 
     @torch.jit.export
     def library_op_version(self) -> int:
@@ -146,28 +154,125 @@ class ServingModule(nn.Module):
             )
 
 
+class SANServingModule(ServingModule):
+    """A SAN with its preprocessing: ``forward(images [N,3,S,S] in [0,1], gender [N]) -> dict``.
+
+    ``images`` are RGB (gray images replicated) and become the luma
+    ``0.299 R + 0.587 G + 0.114 B`` the SAN takes. ``gender`` (float): 0 male, 1 female, -1
+    (any negative value) unknown: the embedded gender classifier picks it, and a SAN without
+    one refuses it. Returns every mode at once (the latent is computed once; each mode is one
+    1x1 convolution): ``"sm"``, ``"nt"``, ``"op"`` ``[N, 1, S, S]`` in (0, 1), ``"gender"``
+    (the gender used) ``[N]`` and ``"gender_prob"`` (the embedded classifier's P(female),
+    NaN without a classifier) ``[N]``. Scriptable and exportable with a dynamic batch; extra
+    attribute ``has_gender_classifier``.
+    """
+
+    has_gender_classifier: bool
+
+    def __init__(self, model: nn.Module, *, preprocess: PreprocessConfig | Mapping[str, Any],
+                 metadata_json: str = "{}") -> None:
+        super().__init__(model, task="san", preprocess=preprocess, metadata_json=metadata_json)
+        self.has_gender_classifier = getattr(model, "gender_classifier", None) is not None
+
+    def forward(self, images: torch.Tensor, gender: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.normalise(images)
+        if x.size(1) != 1:  # grayscale=True with 3 (equal) channels: the luma once
+            x = x[:, :1]
+        if gender.dim() != 1 or gender.size(0) != x.size(0):
+            raise ValueError(
+                "gender must be a float tensor [N] (0 male, 1 female, -1 unknown), one value per image"
+            )
+        g = gender.to(x.dtype)
+        clf = self.model.gender_classifier
+        if clf is not None:
+            prob = torch.sigmoid(clf(x).reshape(-1))
+            g = torch.where(g < 0, (prob > 0.5).to(x.dtype), g)
+        else:
+            prob = torch.full_like(g, float("nan"))
+            if torch.jit.is_scripting():
+                if bool((g < 0).any()):
+                    raise ValueError(
+                        "gender is required (0 male, 1 female): this SAN has no embedded gender classifier"
+                    )
+            else:  # torch.export keeps this as a runtime check
+                torch._assert_async(
+                    (g >= 0).all(),
+                    "gender is required (0 male, 1 female): this SAN has no embedded gender classifier",
+                )
+        h = self.model.encode(x, g)
+        return {
+            "sm": self.model.combine(h, g, "sm"),
+            "nt": self.model.combine(h, g, "nt"),
+            "op": self.model.combine(h, g, "op"),
+            "gender": g,
+            "gender_prob": prob,
+        }
+
+    @torch.jit.ignore
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        # known genders of both kinds; an unknown one too when the classifier can pick it
+        gender = torch.tensor([0.0, 1.0, -1.0 if self.has_gender_classifier else 1.0])
+        return (_example_input(self.input_size, batch), gender.repeat(batch)[:batch])
+
+
+def san_preprocess(
+    model: nn.Module, preprocess: PreprocessConfig | Mapping[str, Any] | None
+) -> PreprocessConfig:
+    """The preprocessing of a SAN export: ``preprocess`` checked against the SAN's input
+    (luma in [0, 1] at ``model.image_size``: one channel or ``grayscale``, mean 0, std 1), or
+    when ``None`` the default ``PreprocessConfig(input_size=model.image_size, mean=(0.0,),
+    std=(1.0,), grayscale=True)``."""
+    size = int(model.image_size)
+    if preprocess is None:
+        return PreprocessConfig(input_size=size, mean=(0.0,), std=(1.0,), grayscale=True)
+    pre = as_preprocess(preprocess)
+    if pre.input_size != size:
+        raise ValueError(
+            f"preprocess.input_size ({pre.input_size}) must be the SAN's image_size ({size}): "
+            "its prototypes have that size"
+        )
+    if not (pre.grayscale or pre.channels == 1) or any(m != 0.0 for m in pre.mean) or any(
+        s != 1.0 for s in pre.std
+    ):
+        raise ValueError(
+            "a SAN takes grayscale images in [0, 1]: its preprocess must be grayscale (one mean / "
+            f"std value, or grayscale=True) with mean 0 and std 1, got {pre.to_dict()}"
+        )
+    return pre
+
+
 def serving_module(
     model: nn.Module,
     *,
-    preprocess: PreprocessConfig | Mapping[str, Any],
+    preprocess: PreprocessConfig | Mapping[str, Any] | None,
     class_names: Sequence[str] | None = None,
     age_offset: float | None = None,
     age_unit: str | None = None,
 ) -> tuple[ServingModule, dict[str, Any]]:
-    """Wrap a copy of ``model`` (in eval mode) as a :class:`ServingModule` and build its metadata."""
-    model_task(model)
-    pre = as_preprocess(preprocess)
+    """Wrap a copy of ``model`` (in eval mode) as a :class:`ServingModule` (a
+    :class:`SANServingModule` for a SAN) and build its metadata. ``preprocess`` may be
+    ``None`` for a SAN only (:func:`san_preprocess`)."""
+    task = model_task(model)
+    if task == "san":
+        pre = san_preprocess(model, preprocess)
+    elif preprocess is None:
+        raise ValueError(f"preprocess is required to export a {task} model (a PreprocessConfig)")
+    else:
+        pre = as_preprocess(preprocess)
     model = copy.deepcopy(model).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    module = ServingModule(model, task=model.task, preprocess=pre).eval()
-    example = _example_input(pre.input_size)
+    if task == "san":
+        module: ServingModule = SANServingModule(model, preprocess=pre).eval()
+    else:
+        module = ServingModule(model, task=task, preprocess=pre).eval()
+    example = module.example_inputs()
     try:
         with torch.no_grad():
-            outputs = module(example)
+            outputs = module(*example)
     except Exception as e:
         raise ValueError(
-            f"{type(model).__name__} failed on an example batch of shape {list(example.shape)} "
+            f"{type(model).__name__} failed on an example batch of shape {list(example[0].shape)} "
             f"normalised with preprocess {pre.to_dict()}: {e}"
         ) from e
     meta = build_metadata(
@@ -189,7 +294,7 @@ def _example_input(size: int, batch: int = 2) -> torch.Tensor:
 def _check_same(name: str, got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tensor]):
     for key, w in want.items():
         try:
-            torch.testing.assert_close(got[key], w, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(got[key], w, rtol=1e-4, atol=1e-5, equal_nan=True)
         except (AssertionError, KeyError) as e:
             raise RuntimeError(f"the {name} model's output {key!r} differs from eager: {e}") from e
 
@@ -198,7 +303,7 @@ def export_model(
     model: nn.Module,
     directory: str | Path,
     *,
-    preprocess: PreprocessConfig | Mapping[str, Any],
+    preprocess: PreprocessConfig | Mapping[str, Any] | None = None,
     class_names: Sequence[str] | None = None,
     age_offset: float | None = None,
     age_unit: str | None = None,
@@ -212,7 +317,9 @@ def export_model(
             normalised batch); a copy in eval mode is exported, ``model`` is unchanged.
         directory: created if missing; existing export files are replaced.
         preprocess: a :class:`~facecore.data.transforms.PreprocessConfig` (or its
-            ``to_dict()`` form); recorded in the metadata as ``to_dict()``.
+            ``to_dict()`` form); recorded in the metadata as ``to_dict()``. Required, except
+            for a SAN (``SANAutoencoder``), whose default is its own input (luma in [0, 1] at
+            ``image_size``; :func:`san_preprocess` checks one you pass).
         class_names: label names; defaults to ``model.class_names`` when present,
             else for age models the ages ``age_offset + k`` (``"15"``, ``"16"``, ...).
         age_offset: age of class 0 (``age = expected + age_offset``); age models only.
@@ -221,7 +328,8 @@ def export_model(
         age_unit: what the classes count, ``"year"`` or ``"group"`` (the reader's
             ``age_unit``); recorded in the metadata; age models only.
         formats: any of ``"torchscript"`` (``model.pt``) and ``"export"``
-            (``model.pt2``, batch dimension ``Dim("batch")`` dynamic).
+            (``model.pt2``, batch dimension ``Dim("batch")`` dynamic; for a SAN the images
+            and the gender ``[N]`` share it).
         verify: run each exported program on an example batch and check it equals eager.
 
     Returns:
@@ -246,10 +354,9 @@ def export_model(
     meta_json = json.dumps(meta, indent=2, sort_keys=True)
     out_dir = Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
-    size = module.input_size
-    example = _example_input(size, batch=3)
+    example = module.example_inputs(batch=3)
     with torch.no_grad():
-        want = module(example)
+        want = module(*example)
 
     paths: dict[str, Path] = {}
     if "torchscript" in formats:
@@ -258,13 +365,14 @@ def export_model(
         torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: meta_json})
         if verify:
             with torch.no_grad():
-                _check_same("TorchScript", scripted(example), want)
+                _check_same("TorchScript", scripted(*example), want)
         paths["torchscript"] = path
     if "export" in formats:
         batch = torch.export.Dim("batch")
         try:
+            args = module.example_inputs()
             ep = torch.export.export(
-                module, (_example_input(size),), dynamic_shapes=({0: batch},)
+                module, args, dynamic_shapes=tuple({0: batch} for _ in args)
             )
         except Exception as e:
             raise RuntimeError(
@@ -274,7 +382,7 @@ def export_model(
         torch.export.save(ep, str(path), extra_files={METADATA_FILE: meta_json})
         if verify:
             with torch.no_grad():
-                _check_same("torch.export", ep.module()(example), want)
+                _check_same("torch.export", ep.module()(*example), want)
         paths["export"] = path
     # The folder's metadata adds the SHA-256 of every file written (checked by load()).
     folder_meta = {**meta, FILES_KEY: file_checksums(out_dir, [p.name for p in paths.values()])}

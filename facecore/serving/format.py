@@ -11,6 +11,11 @@
      "input": {"shape": [-1, 3, S, S], "dtype": "float32", "range": [0, 1], "channels": "RGB"},
      "model": {"class": "AgeEstimator", "config": model.config}}
 
+A SAN export (``"task": "san"``) adds a ``"san"`` section: ``image_size``, ``modes``
+(``["sm", "nt", "op"]``), ``default_mode``, the ``grayscale`` luma, the ``gender`` input
+(float ``[N]``: 0 male, 1 female, -1 unknown), ``gender_classifier`` (true when one is
+embedded) and the ``output`` shape (:func:`san_section` reads it).
+
 The same JSON is stored inside ``model.pt`` (``_extra_files``) and ``model.pt2``
 (``extra_files``), so either file alone is self-describing. The folder's ``metadata.json``
 adds one key the archives cannot hold (a file cannot contain its own digest)::
@@ -61,6 +66,7 @@ __all__ = [
     "model_task",
     "read_export_metadata",
     "read_metadata",
+    "san_section",
     "sha256_file",
 ]
 
@@ -83,6 +89,9 @@ OUTPUT_KEYS: dict[str, tuple[str, ...]] = {
     "gender": ("prob", "label"),
     "binary": ("prob", "label"),
     "embedding": ("embedding",),
+    # SAN (privacy): the perturbed faces of every mode (the latent is computed once), the
+    # gender used [N] and the embedded classifier's P(female) [N] (NaN without one).
+    "san": ("sm", "nt", "op", "gender", "gender_prob"),
 }
 TASKS = tuple(OUTPUT_KEYS)
 
@@ -93,7 +102,7 @@ def model_task(model: nn.Module) -> str:
     if task not in OUTPUT_KEYS:
         raise ValueError(
             f"model.task must be one of {list(TASKS)} (facecore's AgeEstimator, GenderClassifier, "
-            f"BinaryAttributeClassifier, FaceEmbedder set it), got {task!r} for "
+            f"BinaryAttributeClassifier, FaceEmbedder, SANAutoencoder set it), got {task!r} for "
             f"{type(model).__name__}"
         )
     if not hasattr(model, "serve"):
@@ -148,9 +157,9 @@ def build_metadata(
     else:
         k = 0
         if class_names is not None:
-            raise ValueError("class_names do not apply to embedding models")
+            raise ValueError(f"class_names do not apply to {task} models")
     names = [str(c) for c in class_names] if class_names is not None else []
-    if task != "embedding" and len(names) != k:
+    if task not in ("embedding", "san") and len(names) != k:
         raise ValueError(f"class_names must have {k} entries for this {task} model, got {names}")
     config = getattr(model, "config", None)
     size = preprocess.input_size
@@ -174,7 +183,41 @@ def build_metadata(
             "class": type(model).__name__,
             "config": _json_safe(dict(config)) if isinstance(config, Mapping) else None,
         },
+        **({"san": _san_metadata(model, size)} if task == "san" else {}),
     }
+
+
+def _san_metadata(model: nn.Module, size: int) -> dict[str, Any]:
+    """The ``san`` section of a SAN export's metadata (read back by :func:`san_section`)."""
+    from facecore.data.transforms import LUMA
+    from facecore.models.san import GENDER_NAMES, MODES
+
+    return {
+        "image_size": int(size),
+        "modes": list(MODES),
+        "default_mode": "op",
+        "grayscale": {"luma": list(LUMA), "range": [0.0, 1.0],
+                      "note": "RGB inputs are converted to 0.299 R + 0.587 G + 0.114 B"},
+        "gender": {"input": {"shape": [-1], "dtype": "float32"},
+                   "values": {"0": GENDER_NAMES[0], "1": GENDER_NAMES[1],
+                              "-1": "unknown: the embedded gender classifier picks it"}},
+        "gender_classifier": getattr(model, "gender_classifier", None) is not None,
+        "output": {"shape": [-1, 1, int(size), int(size)], "dtype": "float32", "range": [0.0, 1.0]},
+    }
+
+
+def san_section(meta: Mapping[str, Any], source: str = "model") -> dict[str, Any]:
+    """The ``san`` section of a SAN export's metadata, checked (one line naming ``source``)."""
+    from facecore.models.san import MODES
+
+    san = meta.get("san")
+    if (not isinstance(san, Mapping) or list(san.get("modes") or []) != list(MODES)
+            or not isinstance(san.get("gender_classifier"), bool)):
+        raise FormatError(
+            f"{source}: a SAN export's metadata needs a 'san' section with modes {list(MODES)} "
+            "and gender_classifier true|false; re-export the model"
+        )
+    return dict(san)
 
 
 def _parse_json(text: str | bytes, source: str) -> Any:
@@ -329,6 +372,8 @@ def check_compatibility(meta: Mapping[str, Any], source: str = "model") -> Prepr
         )
     if meta.get("task") not in OUTPUT_KEYS:
         raise ValueError(f"{source} has an unknown task {meta.get('task')!r}")
+    if meta.get("task") == "san":
+        san_section(meta, source)
     try:
         return as_preprocess(meta.get("preprocess"))
     except (TypeError, ValueError) as e:  # the one validator's message, with the source

@@ -7,6 +7,9 @@
     [p] = predictor.predict("face.jpg")
     p.age, p.class_probs, p.to_dict()
 
+    san = facecore.load("exported/san")                # a SAN (privacy) export
+    [face] = san.anonymize("face.jpg", mode="op", gender="female")   # uint8 [S, S]
+
 The predictor decodes images (see :mod:`facecore.serving.inputs` for what it
 accepts), applies the recorded evaluation transform
 (:func:`facecore.data.transforms.eval_pipeline` of the metadata's
@@ -52,6 +55,7 @@ from torch import nn
 
 from facecore.data.transforms import PreprocessConfig, eval_pipeline
 from facecore.formats import FormatError
+from facecore.models.san import GENDER_NAMES, check_mode
 from facecore.serving import inputs
 from facecore.serving.export import serving_module
 from facecore.serving.format import (
@@ -61,6 +65,7 @@ from facecore.serving.format import (
     check_compatibility,
     check_same_metadata,
     read_export_metadata,
+    san_section,
 )
 
 __all__ = [
@@ -241,6 +246,11 @@ def _check_program_input(program: Any, size: int, file: Path) -> None:
         )
 
 
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
 def _minor(version: str) -> str:
     return ".".join(version.split("+")[0].split(".")[:2])
 
@@ -248,8 +258,8 @@ def _minor(version: str) -> str:
 class Predictor:
     """Runs an exported (or in-memory) facecore model on images; see :func:`load`.
 
-    Attributes: ``task`` (``"age"``, ``"gender"``, ``"binary"``, ``"embedding"``),
-    ``metadata``, ``preprocess_config`` (the metadata's
+    Attributes: ``task`` (``"age"``, ``"gender"``, ``"binary"``, ``"embedding"``, ``"san"``:
+    a privacy autoencoder, used through :meth:`anonymize`), ``metadata``, ``preprocess_config`` (the metadata's
     :class:`~facecore.data.transforms.PreprocessConfig`, applied by :meth:`preprocess`
     with its ``crop_fraction``), ``input_size``, ``class_names``, ``age_offset``,
     ``age_unit`` (``"year"`` | ``"group"`` | ``None``: what ``age`` counts).
@@ -278,20 +288,25 @@ class Predictor:
         self.age_unit: str | None = metadata.get("age_unit")
         self.min_size = int(min_size)
         self.face_margin = float(face_margin)
+        #: SAN exports: whether an embedded gender classifier picks unknown genders.
+        self.has_gender_classifier: bool = (
+            san_section(metadata, source)["gender_classifier"] if self.task == "san" else False
+        )
 
     @classmethod
     def from_model(
         cls,
         model: nn.Module,
         *,
-        preprocess: Any,
+        preprocess: Any = None,
         class_names: Sequence[str] | None = None,
         age_offset: float | None = None,
         age_unit: str | None = None,
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> Predictor:
-        """A predictor on an eager model (no export), with the same preprocessing."""
+        """A predictor on an eager model (no export), with the same preprocessing
+        (``preprocess`` may be left out for a SAN only, as in :func:`export_model`)."""
         module, meta = serving_module(
             model, preprocess=preprocess, class_names=class_names, age_offset=age_offset,
             age_unit=age_unit,
@@ -336,11 +351,20 @@ class Predictor:
         return torch.stack(tensors, 0), faces
 
     # -- inference ------------------------------------------------------------------------
-    def run(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The module's raw output dict for a preprocessed batch ``[N, 3, S, S]``."""
+    def run(self, batch: torch.Tensor, gender: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The module's raw output dict for a preprocessed batch ``[N, 3, S, S]`` (a SAN also
+        takes ``gender`` float ``[N]``: 0 male, 1 female, -1 unknown; ``None``: all unknown)."""
+        if self.task == "san":
+            if gender is None:
+                gender = torch.full((batch.size(0),), -1.0)
+            args: tuple[torch.Tensor, ...] = (batch.to(self.device), gender.float().to(self.device))
+        elif gender is not None:
+            raise ValueError(f"gender applies to SAN models only; {self.source} is a {self.task} model")
+        else:
+            args = (batch.to(self.device),)
         with torch.no_grad():
             try:
-                out = self.module(batch.to(self.device))
+                out = self.module(*args)
             except torch.jit.Error as e:  # the real message is the last line, not the first
                 lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
                 raise RuntimeError(f"{self.source}: {lines[-1] if lines else e}") from None
@@ -358,8 +382,12 @@ class Predictor:
             batch_size: images per forward pass.
             detect: crop the largest face (OpenCV Haar cascade) first.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_batch_size(batch_size)
+        if self.task == "san":
+            raise ValueError(
+                f"{self.source} is a SAN (privacy) model: it perturbs faces, use "
+                "Predictor.anonymize (facecore anonymize) instead of predict"
+            )
         items = inputs.as_image_list(images)
         results: list[Prediction] = []
         for start in range(0, len(items), batch_size):
@@ -369,6 +397,117 @@ class Predictor:
         return results
 
     __call__ = predict
+
+    # -- privacy (SAN models) ---------------------------------------------------------------
+    def anonymize(
+        self,
+        images: Any,
+        mode: str = "op",
+        gender: Any = None,
+        *,
+        batch_size: int = 32,
+        detect: bool = False,
+        as_tensor: bool = False,
+    ) -> list[np.ndarray] | torch.Tensor:
+        """Perturbed faces of a SAN export: one grayscale ``uint8`` array ``[S, S]`` per image
+        (``as_tensor=True``: the float tensor ``[N, 1, S, S]`` in (0, 1) as the model
+        returns it).
+
+        Args:
+            images: as :meth:`predict` (PIL images, paths, bytes, numpy arrays, tensors, or
+                lists of these); decoded, resized and centre-cropped to ``S =
+                input_size`` as recorded, RGB converted to the luma ``0.299 R + 0.587 G +
+                0.114 B`` (:data:`facecore.data.transforms.LUMA`).
+            mode: ``"op"`` (opposite-gender prototype: hides gender), ``"nt"`` (neutral) or
+                ``"sm"`` (same gender: the utility reference).
+            gender: the true gender, ``0`` / ``"male"`` or ``1`` / ``"female"``, one value
+                for all images or one per image (a list, array or tensor); ``None`` (or
+                ``None`` / ``-1`` entries): the export's embedded gender classifier picks it
+                (:attr:`has_gender_classifier`; an error without one).
+            batch_size, detect: as :meth:`predict`.
+        """
+        check_mode(mode)
+        out = self.san_outputs(images, gender, batch_size=batch_size, detect=detect)
+        return out[mode] if as_tensor else self.to_uint8(out[mode])
+
+    @staticmethod
+    def to_uint8(x: torch.Tensor) -> list[np.ndarray]:
+        """SAN outputs ``[N, 1, S, S]`` in [0, 1] as ``uint8`` arrays ``[S, S]`` (``round(255 x)``)."""
+        return list((x[:, 0] * 255.0).round().clamp(0, 255).to(torch.uint8).numpy())
+
+    def san_outputs(
+        self, images: Any, gender: Any = None, *, batch_size: int = 32, detect: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Every output of a SAN export for ``images`` (arguments as :meth:`anonymize`):
+        ``"sm"``, ``"nt"``, ``"op"`` ``[N, 1, S, S]`` in (0, 1), ``"gender"`` (the gender
+        used, 0 male / 1 female) ``[N]`` and ``"gender_prob"`` (the embedded classifier's
+        P(female), NaN without one) ``[N]``."""
+        if self.task != "san":
+            raise ValueError(
+                f"{self.source} is a {self.task} model, not a SAN: only a model exported from a "
+                "SANAutoencoder (task san) anonymizes faces"
+            )
+        _check_batch_size(batch_size)
+        items = inputs.as_image_list(images)
+        g = self.gender_tensor(gender, len(items))
+        outs: list[dict[str, torch.Tensor]] = []
+        for start in range(0, len(items), batch_size):
+            batch, _ = self.preprocess(items[start : start + batch_size], detect)
+            outs.append(self.run(batch, g[start : start + batch_size]))
+        if not outs:
+            s = self.input_size
+            empty = torch.empty(0, 1, s, s)
+            return {"sm": empty, "nt": empty, "op": empty, "gender": torch.empty(0),
+                    "gender_prob": torch.empty(0)}
+        return {k: torch.cat([o[k] for o in outs]) for k in OUTPUT_KEYS["san"]}
+
+    def gender_tensor(self, gender: Any, n: int) -> torch.Tensor:
+        """``gender`` (see :meth:`anonymize`) as the float ``[n]`` the SAN program takes
+        (0 male, 1 female, -1 unknown), checked: one line naming the problem."""
+        names = {name: float(i) for i, name in enumerate(GENDER_NAMES)}
+        help_ = "0 / 'male', 1 / 'female', or None / -1 (unknown)"
+        if gender is None or isinstance(gender, (str, int, float, np.integer, np.floating)) or (
+            isinstance(gender, (np.ndarray, torch.Tensor)) and gender.ndim == 0
+        ):
+            values = [gender] * n
+        else:
+            if isinstance(gender, torch.Tensor):
+                values = gender.detach().cpu().tolist()
+            elif isinstance(gender, np.ndarray):
+                values = gender.tolist()
+            elif isinstance(gender, (list, tuple)):
+                values = list(gender)
+            else:
+                raise TypeError(
+                    f"gender must be {help_}, or a list / array / tensor of these (one per image); "
+                    f"got {type(gender).__name__}"
+                )
+            if len(values) != n or (isinstance(gender, (np.ndarray, torch.Tensor)) and gender.ndim != 1):
+                raise ValueError(
+                    f"gender must have one value per image: got {len(values)} values for {n} images"
+                )
+        out = []
+        for i, v in enumerate(values):
+            if isinstance(v, torch.Tensor | np.ndarray) and getattr(v, "ndim", 1) == 0:
+                v = v.item()
+            if v is None:
+                out.append(-1.0)
+            elif isinstance(v, str) and v.strip().lower() in names:
+                out.append(names[v.strip().lower()])
+            elif (not isinstance(v, (bool, str)) and isinstance(v, (int, float, np.integer, np.floating))
+                  and float(v) in (0.0, 1.0, -1.0)):
+                out.append(float(v))
+            else:
+                where = "" if n == 1 or not isinstance(gender, (list, tuple, np.ndarray, torch.Tensor)) \
+                    else f" at index {i}"
+                raise ValueError(f"gender must be {help_}; got {v!r}{where}")
+        g = torch.tensor(out, dtype=torch.float32)
+        if not self.has_gender_classifier and bool((g < 0).any()):
+            raise ValueError(
+                f"gender is required: {self.source} has no embedded gender classifier "
+                "(pass gender=0 | 1 | 'male' | 'female', one value or one per image)"
+            )
+        return g
 
     def _results(self, out: dict[str, torch.Tensor], faces) -> list[Prediction]:
         n = len(faces)
