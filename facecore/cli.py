@@ -43,9 +43,11 @@ _EPILOG_TRAIN = """\
 examples:
   facecore train --task age                                  # CORAL on synthetic faces
   facecore train --task age --config age_corn_utkface --data-root /data/UTKFace
+  facecore train --config age_coral_fairface --data-root /data/fairface540 --workers 0
   facecore train --task embedding --set metric.loss=arcface --set optim.epochs=20
-packaged configs: age_coral_synthetic, age_corn_utkface, gender_synthetic,
-  embedding_triplet_synthetic, embedding_arcface_folders (or a YAML path).
+packaged configs: age_coral_synthetic, age_corn_utkface, age_coral_fairface,
+  age_coral_london, gender_synthetic, embedding_triplet_synthetic,
+  embedding_arcface_folders (or a YAML path).
 On a cluster: RAY_ADDRESS=auto facecore train ... (or `ray job submit -- facecore train ...`).
 """
 

@@ -162,3 +162,31 @@ def test_cpp_errors_exit_nonzero_with_a_message(predict_age, age_export, tmp_pat
         proc = _run(predict_age, *args, lib=library)
         assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
         assert re.search("error: .*" + message, proc.stderr), (message, proc.stderr)
+
+
+def test_cpp_applies_the_models_crop_fraction(predict_age, tmp_path):
+    """A model trained on centre crops (``crop_fraction`` < 1, e.g. FairFace's 0.5): the C++
+    example reads the attribute and crops before resizing, as the Python predictor does."""
+    d = tmp_path / "cropped"
+    export_model(make_model("coral", seed=3), d, preprocess={**PREPROCESS, "crop_fraction": 0.5},
+                 age_offset=21, formats=["torchscript"])
+    predictor = load(d / "model.pt")
+    assert predictor.preprocess_config.crop_fraction == 0.5
+    assert torch.jit.load(str(d / "model.pt")).crop_fraction == 0.5
+    face = np.asarray(_face().resize((150, 170)))
+    ppm = _write_pnm(tmp_path / "face.ppm", np.ascontiguousarray(face))
+    proc = _run(predict_age, d / "model.pt", ppm, lib=facecore.library_path())
+    assert proc.returncode == 0, proc.stderr
+    assert "keeping the centred 75x75 square (crop_fraction 0.5)" in proc.stderr
+    assert "note: resizing 75x75 (shorter side 56 px) and center-cropping 48x48" in proc.stderr
+    got = _parse(proc.stdout)
+    [want] = predictor.predict(face)
+    # libtorch's antialiased bilinear resize vs Pillow's: close, not bit-identical
+    assert got["age"] == pytest.approx(want.age, abs=0.05)
+    assert sum(got["class_probs"]) == pytest.approx(1.0, abs=1e-6)
+    # what the Python side fed the model: the centred square first, then resize and crop
+    from facecore.data.transforms import CenterCrop, CenterCropFraction, Resize, to_tensor
+
+    batch, _ = predictor.preprocess(face)
+    manual = to_tensor(CenterCrop(48)(Resize(56)(CenterCropFraction(0.5)(Image.fromarray(face)))))
+    assert torch.equal(batch[0], manual)

@@ -9,8 +9,10 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from serving_cases import AGE_KINDS, MODEL_KINDS, PREPROCESS, make_model, normalised
 
 import facecore
@@ -95,6 +97,7 @@ def test_torchscript_module_carries_scriptable_attributes(exported):
     assert m.task == "age" and m.input_size == 32
     assert list(m.class_names) == [str(16 + k) for k in range(6)]
     assert m.age_offset == 16.0 and m.op_version == OP_VERSION
+    assert m.crop_fraction == 1.0 and m.resize_mode == "shorter" and m.age_unit == ""
     assert json.loads(m.metadata_json)["task"] == "age"
     assert m.library_op_version() == OP_VERSION
     m.check_op_version()  # same version: no error
@@ -318,3 +321,34 @@ def test_serving_module_rejects_wrong_shapes():
         m(torch.rand(2, 1, 32, 32))
     with pytest.raises(Exception, match="must be 32x32 pixels.*got 30x32"):
         m(torch.rand(2, 3, 30, 32))
+
+
+def test_crop_fraction_and_age_unit_reach_every_serving_path(tmp_path):
+    """A model trained with ``crop_fraction`` < 1 (FairFace's 0.5) and age groups: the
+    metadata, the TorchScript attributes (what a C++ service reads), and the predictor of
+    both formats crop the same way; ``age_unit`` says what the age counts."""
+    from facecore.data.transforms import CenterCrop, CenterCropFraction, Resize, to_tensor
+
+    pre = {**PREPROCESS, "crop_fraction": 0.5}
+    model = make_model("coral")
+    export_model(model, tmp_path, preprocess=pre, age_unit="group",
+                 class_names=[f"g{k}" for k in range(6)])
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    assert meta["preprocess"]["crop_fraction"] == 0.5 and meta["age_unit"] == "group"
+    m = torch.jit.load(str(tmp_path / "model.pt"))
+    assert m.crop_fraction == 0.5 and m.age_unit == "group"
+    img = Image.fromarray((np.random.default_rng(0).random((90, 70, 3)) * 255).astype(np.uint8))
+    cfg = as_preprocess(pre)
+    manual = to_tensor(CenterCrop(cfg.input_size)(Resize(cfg.resize)(CenterCropFraction(0.5)(img))))
+    outs = []
+    for name in ("model.pt", "model.pt2"):
+        predictor = load(tmp_path / name)
+        assert predictor.age_unit == "group" and predictor.preprocess_config.crop_fraction == 0.5
+        batch, _ = predictor.preprocess(img)
+        assert torch.equal(batch[0], manual)
+        outs.append(predictor.predict(img)[0])
+    assert outs[0].class_probs == pytest.approx(outs[1].class_probs, abs=1e-6)
+    with pytest.raises(ValueError, match=r"age_unit must be one of year \| group for an age model"):
+        export_model(model, tmp_path / "x", preprocess=pre, age_unit="decade")
+    with pytest.raises(ValueError, match=r"age_unit must be one of year \| group"):
+        export_model(make_model("gender"), tmp_path / "y", preprocess=PREPROCESS, age_unit="year")

@@ -60,6 +60,25 @@ def test_defaults_without_file_follow_the_task():
     assert load_config(task="embedding").metric.loss == "triplet"
 
 
+def test_the_recipe_is_the_default():
+    """Issue 10: AdamW, weight decay 0.05 (conv / linear weights only), one-cycle per
+    batch, the backbone's learning rate, the head from the labels, flips, the cache."""
+    from facecore.train.optim import DEFAULT_LR, config_lr
+
+    cfg = load_config(task="age")
+    o = cfg.optim
+    assert (o.name, o.lr, o.weight_decay, o.scheduler, o.warmup_epochs) == (
+        "adamw", None, 0.05, "onecycle", None)
+    assert cfg.ordinal.init_from_labels and not cfg.ordinal.monotone_biases
+    assert cfg.ordinal.age_offset is None
+    assert (cfg.data.horizontal_flip, cfg.data.crop_fraction, cfg.data.cache) == (0.5, 1.0, "memory")
+    assert config_lr(cfg) == DEFAULT_LR["small_cnn"]
+    assert config_lr(load_config(task="age", overrides=["model.backbone=resnet18"])) == DEFAULT_LR["resnet18"]
+    assert config_lr(load_config(task="age", overrides=["optim.lr=0.02"])) == 0.02
+    # a bare YAML off is the cache mode, not false
+    assert load_config(task="age", overrides=["data.cache=off"]).data.cache == "off"
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
@@ -80,7 +99,19 @@ def test_defaults_without_file_follow_the_task():
         (["run.name=a\\b"], r"run.name must be a plain folder name"),
         (["run.name=' '"], r"run.name must be a plain folder name"),
         (["noequals"], r"override must look like section.key=value, got 'noequals'"),
-        (["optim.lr.x=1"], r"override 'optim.lr.x': optim.lr is not a section"),
+        (["optim.epochs.x=1"], r"override 'optim.epochs.x': optim.epochs is not a section"),
+        # issue 10: the per-step schedules, the recipe's keys, fine-tuning
+        (["optim.scheduler=step"], r"optim.scheduler must be one of onecycle \| cosine \| constant, got 'step'"),
+        (["optim.step_size=5"], r"config key 'optim.step_size' was replaced: the per-epoch 'step' schedule was removed"),
+        (["optim.gamma=0.5"], r"config key 'optim.gamma' was replaced"),
+        (["optim.warmup_epochs=10"], r"optim.warmup_epochs must be in \[0, optim.epochs=10\), got 10.0"),
+        (["optim.weight_decay=-1"], r"optim.weight_decay must be >= 0, got -1.0"),
+        (["optim.name=lamb"], r"optim.name must be one of adamw \| adam \| sgd, got 'lamb'"),
+        (["model.freeze=[layer1]"], r"model.freeze applies to ResNet backbones .*not model.backbone='small_cnn'"),
+        (["model.backbone=resnet18", "model.freeze=[layer9]"], r"model.freeze must list stages of stem \| layer1"),
+        (["model.backbone=resnet18", "model.freeze=[all, stem]"], r"model.freeze must list stages"),
+        (["model.pretrained=''"], r"model.pretrained must be a file path or null"),
+        (["ordinal.age_offset=abc"], r"ordinal.age_offset must be float \| null, got 'abc'"),
     ],
 )
 def test_bad_values_raise_one_line_naming_the_key(overrides, match):
@@ -148,5 +179,12 @@ def test_choice_lists_are_defined_once_next_to_what_they_name():
     assert allowed(ModelConfig, "backbone") == tuple(BACKBONES)
     assert allowed(OrdinalOptions, "head") == tuple(HEADS)
     assert allowed(MetricOptions, "miner") == tuple(MINERS)
+    from facecore.data.cache import CACHE_MODES
+    from facecore.train.config import OptimConfig
+    from facecore.train.optim import OPTIMIZERS, SCHEDULERS
+
+    assert allowed(DataConfig, "cache") == CACHE_MODES == ("memory", "disk", "off")
+    assert allowed(OptimConfig, "name") == OPTIMIZERS
+    assert allowed(OptimConfig, "scheduler") == SCHEDULERS == ("onecycle", "cosine", "constant")
     assert allowed(MetricOptions, "loss") == METRIC_LOSSES == (
         "triplet", "contrastive", "softmax", "arcface", "cosface", "sphereface")

@@ -1,11 +1,10 @@
-"""Resume (issue 15): the learning-rate schedule of a resumed run (item 5) and the
-checkpoint files a run resumes from (item 6; the SIGKILL test is in
-``test_train_kill_resume.py``)."""
+"""Resume (issue 15): the learning-rate schedule of a resumed run (item 5; per-step
+schedules, issue 10) and the checkpoint files a run resumes from (item 6; the SIGKILL test
+is in ``test_train_kill_resume.py``)."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from facecore.train import load_config
 from facecore.train.loops import Session, run_training
 
 TINY = [
-    "data.num_samples=96", "data.image_size=32", "data.batch_size=32", "model.width=4",
+    "data.num_samples=96", "data.image_size=32", "data.batch_size=16", "model.width=4",
     "optim.lr=0.005", "run.workers=0",
 ]
 
@@ -29,6 +28,20 @@ class _Keep(Session):
     def report(self, metrics, state):
         self.reports.append(metrics)
         self.states.append(state)
+
+
+@pytest.fixture
+def step_lrs(monkeypatch):
+    """Every optimiser step's learning rates (all groups), in order."""
+    seen: list[list[float]] = []
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        seen.append([g["lr"] for g in self.param_groups])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    return seen
 
 
 def _train(epochs, restore=None, extra=()):
@@ -46,21 +59,62 @@ def _changed(a, b):
     return any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
 
 
-def _cosine(lr, e, epochs):
-    return lr * 0.5 * (1 + math.cos(math.pi * e / epochs))
+def _same(got, want):
+    torch.testing.assert_close(
+        torch.tensor(got, dtype=torch.float64), torch.tensor(want, dtype=torch.float64),
+        rtol=1e-12, atol=0,
+    )
+
+
+STEPS = 5  # 76 training images in batches of 16 (4 full, the last of 12 kept)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("scheduler", ["onecycle", "cosine"])
+def test_resume_mid_run_trains_at_the_uninterrupted_learning_rates(step_lrs, scheduler):
+    extra = [f"optim.scheduler={scheduler}"]
+    whole = _train(4, extra=extra)
+    uninterrupted = list(step_lrs)
+    assert len(uninterrupted) == 4 * STEPS
+    step_lrs.clear()
+    cfg = load_config("age_coral_synthetic", [*TINY, "optim.epochs=4", *extra])
+
+    class _Stop(Exception):
+        pass
+
+    class _StopAfter2(_Keep):  # the run dies after epoch 2's checkpoint
+        def report(self, metrics, state):
+            super().report(metrics, state)
+            if metrics["epoch"] == 2:
+                raise _Stop
+
+    first = _StopAfter2()
+    with pytest.raises(_Stop):
+        run_training(cfg, first)
+    rest = _train(4, restore=first.states[-1], extra=extra)
+    assert [r["epoch"] for r in rest.reports] == [3, 4]
+    # every step of the interrupted + resumed run at the uninterrupted run's rates
+    _same(step_lrs, uninterrupted)
+    assert [r["lr"] for r in first.reports + rest.reports] == pytest.approx(
+        [r["lr"] for r in whole.reports])
+    # per-step: the rate changes within an epoch (warm-up, then the decay)
+    assert len({round(v[0], 12) for v in uninterrupted[:STEPS]}) == STEPS
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("more", [4, 5])
-def test_extending_a_finished_run_trains_every_new_epoch(more):
+def test_extending_a_finished_run_trains_every_new_epoch(step_lrs, more):
     done = _train(3)
-    assert [r["lr"] for r in done.reports] == pytest.approx([_cosine(0.005, e, 3) for e in range(3)])
+    assert step_lrs[-1][0] < 0.005 / 1000  # a finished one-cycle ends near 0
+    step_lrs.clear()
+    _train(more)  # the uninterrupted run of the new horizon
+    longer = list(step_lrs)
+    step_lrs.clear()
     ext = _train(more, restore=done.states[-1])
     assert [r["epoch"] for r in ext.reports] == list(range(4, more + 1))
-    lrs = [r["lr"] for r in ext.reports]
-    # the schedule of the new horizon, picked up at the resumed epoch (not the old final 0)
-    assert lrs == pytest.approx([_cosine(0.005, e - 1, more) for e in range(4, more + 1)])
-    assert all(lr > 0 for lr in lrs)
+    # the schedule of the new horizon, picked up at the first step of epoch 4
+    _same(step_lrs, longer[3 * STEPS:])
+    assert step_lrs[0][0] > 0.005 / 10 and min(v[0] for v in step_lrs) > 0  # not the old end
     previous = _weights(done.states[-1])
     for state in ext.states:  # every epoch after the resume changes the weights
         assert _changed(previous, _weights(state)), state["epoch"]
@@ -68,26 +122,21 @@ def test_extending_a_finished_run_trains_every_new_epoch(more):
 
 
 @pytest.mark.timeout(300)
-def test_restart_with_the_same_config_keeps_the_uninterrupted_learning_rates():
-    whole = _train(4, extra=["optim.scheduler=step", "optim.step_size=1", "optim.gamma=0.5"])
-    part = _train(2, extra=["optim.scheduler=step", "optim.step_size=1", "optim.gamma=0.5"])
-    rest = _train(4, restore=part.states[-1],
-                  extra=["optim.scheduler=step", "optim.step_size=1", "optim.gamma=0.5"])
-    lrs = [r["lr"] for r in part.reports[:2] + rest.reports]
-    assert lrs == pytest.approx([r["lr"] for r in whole.reports])
-    assert lrs == pytest.approx([0.005, 0.0025, 0.00125, 0.000625])
-
-
-@pytest.mark.timeout(300)
-def test_resumed_hyper_parameters_come_from_the_config():
+def test_resumed_hyper_parameters_come_from_the_config(step_lrs):
     part = _train(2)
     saved = {k: int(v["step"]) for k, v in part.states[-1]["optimizer"]["state"].items()}
-    rest = _train(3, restore=part.states[-1], extra=["optim.lr=0.001", "optim.scheduler=none"])
-    assert [r["lr"] for r in rest.reports] == pytest.approx([0.001])
-    # the optimiser state (Adam's step counts and moments) is restored, not rebuilt
+    step_lrs.clear()
+    rest = _train(3, restore=part.states[-1], extra=["optim.lr=0.001", "optim.scheduler=constant"])
+    # constant after its warm-up (5% of 15 steps = 1 step, long past at step 10)
+    assert [v[0] for v in step_lrs] == pytest.approx([0.001] * STEPS)
+    assert all(len(set(v)) == 1 for v in step_lrs)  # every group at the config's rate
+    # the optimiser state (AdamW's step counts and moments) is restored, not rebuilt
     steps = {k: int(v["step"]) for k, v in rest.states[-1]["optimizer"]["state"].items()}
     assert saved and steps.keys() == saved.keys()
     assert all(steps[k] == saved[k] * 3 // 2 for k in saved)  # 2 epochs of steps, then 3
+    # the decay of the config, on conv / linear weights only
+    groups = rest.states[-1]["optimizer"]["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
 
 
 # ------------------------------------------------------------- item 6: checkpoint files

@@ -52,9 +52,12 @@ from PIL import Image
 
 from facecore.data.base import FaceDataset
 
-__all__ = ["CACHE_FORMAT_VERSION", "CachedImageDataset", "DecodedImageCache"]
+__all__ = ["CACHE_FORMAT_VERSION", "CACHE_MODES", "CachedImageDataset", "DecodedImageCache"]
 
 CACHE_FORMAT_VERSION = 1
+#: Where training keeps decoded images (``data.cache``): in each process's memory, in a
+#: memory-mapped file shared by processes, or nowhere (decode every epoch).
+CACHE_MODES = ("memory", "disk", "off")
 _DATA, _INDEX, _META = "images.u8", "index.npz", "meta.json"
 
 
@@ -312,6 +315,14 @@ class CachedImageDataset(FaceDataset):
         img = self.cache.image(index)
         n = len(self.cache)
         return self.transform(img), self._target(index % n)
+
+    def record_positions(self) -> tuple[int, np.ndarray]:
+        """The source reader's (cached item ``i`` is the source's item ``i``), so
+        :func:`facecore.data.dataset_splits` cuts a cached dataset as the reader."""
+        return self.source.record_positions()
+
+    def record_labels(self, key: str) -> np.ndarray:
+        return self.source.record_labels(key)
 
     def subset(self, indices: Iterable[int]) -> torch.utils.data.Subset:
         """A ``Subset`` of this (cached) dataset, e.g. one split."""

@@ -64,6 +64,7 @@ import numpy as np
 from facecore.data.base import IMAGE_EXTENSIONS, ImageFileDataset, check_root
 
 __all__ = [
+    "AGE_UNITS",
     "CORAL_NUM_CLASSES",
     "CORAL_OFFSETS",
     "FAIRFACE_AGE_GROUPS",
@@ -71,6 +72,7 @@ __all__ = [
     "AFADFolder",
     "CelebA",
     "CoralCSV",
+    "CoralCSVSplits",
     "FairFace",
     "IdentityFolders",
     "LONDON_ETHNICITIES",
@@ -79,6 +81,9 @@ __all__ = [
     "coral_csv_splits",
 ]
 
+#: What an age reader's classes count (``age_unit``): single years, or ordered groups
+#: (FairFace's ``20-29`` ...; ``age_offset`` 0, ``class_names`` the groups).
+AGE_UNITS = ("year", "group")
 CORAL_OFFSETS = {"afad": 15, "morph2": 16, "morph": 16, "cacd": 14, "utk": 21, "utkface": 21}
 # classes of the CORAL paper's protocols: AFAD 15-40, MORPH-2 16-70, CACD 14-62, UTK 21-60
 CORAL_NUM_CLASSES = {"afad": 26, "morph2": 55, "morph": 55, "cacd": 49, "utk": 40, "utkface": 40}
@@ -272,6 +277,7 @@ class CoralCSV(_Common):
         csv_path = Path(csv_path)
         if not csv_path.is_file():
             raise FileNotFoundError(f"CoralCSV csv_path {str(csv_path)!r} does not exist")
+        self.csv_path = csv_path
         if dataset is not None and dataset.lower() not in CORAL_OFFSETS:
             raise ValueError(f"dataset must be one of {sorted(CORAL_OFFSETS)}, got {dataset!r}")
         key = dataset.lower() if dataset is not None else None
@@ -411,11 +417,65 @@ def coral_csv_splits(
     return {s: CoralCSV(p, image_root, dataset=dataset, **kwargs) for s, p in files.items()}
 
 
+class CoralCSVSplits(ImageFileDataset):
+    """The CORAL paper's fixed splits as **one** dataset (what training opens for
+    ``data.csv``): the items of :func:`coral_csv_splits`' ``train``, ``valid`` and ``test``
+    readers, in that order, with ``split_indices = {"train": [...], "valid": [...],
+    "test": [...]}`` (positions in this dataset). ``age_offset``, ``num_classes``,
+    ``age_range``, ``age_unit`` are the splits' (which must agree: a named dataset gives
+    every split the paper's classes); label keys are those every split has. Images were
+    verified by the split readers (``verify``), so nothing is decoded again here.
+
+    >>> ds = CoralCSVSplits("coral-cnn/datasets/utk", "UTKFace/")   # utk_{train,valid,test}.csv
+    >>> ds.age_offset, ds.num_classes, {k: len(v) for k, v in ds.split_indices.items()}
+    """
+
+    def __init__(
+        self,
+        csv: str | Path | dict[str, str | Path],
+        image_root: str | Path,
+        *,
+        dataset: str | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        mode: str = "RGB",
+        verify: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        parts = coral_csv_splits(csv, image_root, dataset=dataset, mode=mode, verify=verify, **kwargs)
+        super().__init__(transform=transform, mode=mode, verify=False)
+        first = next(iter(parts.values()))
+        for name, part in parts.items():
+            for attr in ("age_offset", "num_classes"):
+                if getattr(part, attr) != getattr(first, attr):
+                    raise ValueError(
+                        f"CORAL splits disagree on {attr}: {getattr(part, attr)} in {name}, "
+                        f"{getattr(first, attr)} in {next(iter(parts))} (pass dataset=)"
+                    )
+        keys = [k for k in first.label_keys if all(k in p.label_keys for p in parts.values())]
+        self.paths = [q for p in parts.values() for q in p.paths]
+        self._labels = {k: np.concatenate([p._labels[k] for p in parts.values()]) for k in keys}
+        self.split_indices: dict[str, list[int]] = {}
+        start = 0
+        for name, part in parts.items():
+            self.split_indices[name] = list(range(start, start + len(part)))
+            start += len(part)
+            for reason, names in part.skipped.items():
+                self.skipped.setdefault(reason, []).extend(f"{name}: {n}" for n in names)
+        self._records = (len(self.paths), np.arange(len(self.paths)), {})
+        self.root = first.root
+        self.split = None
+        self.age_offset, self.num_classes = first.age_offset, first.num_classes
+        self.age_range, self.age_unit = first.age_range, first.age_unit
+        self.csv_files = {name: str(part.csv_path) for name, part in parts.items()}
+
+
 class AFADFolder(_Common):
     """AFAD's folder layout ``root/AGE/GENDER/ID.jpg`` (111 = male, 112 = female).
 
-    ``age_range`` / ``age_offset`` as in :class:`UTKFace` (default offset 15, AFAD's
-    youngest age and the CORAL convention; the CORAL paper keeps ages 15-40, 26 classes).
+    ``age_range`` / ``age_offset`` as in :class:`UTKFace`; without ``age_offset`` the
+    offset is ``age_range[0]`` when a range is given (its youngest age is class 0, as for
+    every age reader), else 15 (AFAD's youngest age and the CORAL convention; the CORAL
+    paper keeps ages 15-40, 26 classes); ``age_offset=None``: the youngest age present.
     """
 
     def __init__(
@@ -423,7 +483,7 @@ class AFADFolder(_Common):
         root: str | Path,
         *,
         age_range: tuple[int, int] | None = None,
-        age_offset: int | None = 15,
+        age_offset: Any = "default",
         transform: Callable[[Any], Any] | None = None,
         mode: str = "RGB",
         verify: bool = True,
@@ -432,6 +492,8 @@ class AFADFolder(_Common):
         split_seed: int = 0,
     ) -> None:
         super().__init__(transform, mode, verify, split, split_fractions, split_seed)
+        if isinstance(age_offset, str) and age_offset == "default":
+            age_offset = 15 if age_range is None else None  # None: age_range[0]
         root = check_root(root, "AFAD")
         recs = []
         for p in _list_images(root):

@@ -20,9 +20,12 @@ Output dicts by task: ``"age"``: ``label`` int64 ``[N]``, ``cum_probs`` ``[N, K-
 ``prob`` (calibrated P(class 1)) ``[N]`` and ``label`` ``[N]``; ``"embedding"``:
 ``embedding`` ``[N, D]``.
 
-The TorchScript module carries ``task``, ``resize``, ``class_names``, ``age_offset``,
-``input_size``, ``op_version`` and ``metadata_json`` as attributes and a
-``check_op_version()`` method (C++ services call it after ``torch::jit::load``).
+The TorchScript module carries ``task``, ``input_size``, ``resize``, ``resize_mode``,
+``crop_fraction``, ``grayscale``, ``class_names``, ``age_offset``, ``age_unit``,
+``op_version`` and ``metadata_json`` as attributes and a ``check_op_version()`` method (C++
+services call it after ``torch::jit::load``); a C++ service that resizes images itself
+applies ``crop_fraction`` -> ``resize`` -> centre crop, as the Python predictor does
+(``csrc/examples/predict_age``).
 Load with :func:`facecore.load`.
 """
 
@@ -57,17 +60,21 @@ class ServingModule(nn.Module):
 
     Scriptable and exportable (dynamic batch). Attributes readable from Python,
     TorchScript and C++ (``module.attr("age_offset")``): ``task``, ``input_size``,
-    ``resize`` and ``resize_mode`` (before the center crop), ``class_names``,
-    ``age_offset``, ``op_version``, ``metadata_json``.
+    ``crop_fraction`` (the centred square of that fraction of the shorter side is kept
+    first; 1.0: none), ``resize`` and ``resize_mode`` (before the center crop),
+    ``grayscale``, ``class_names``, ``age_offset``, ``age_unit`` (``""`` when unknown or
+    not an age model), ``op_version``, ``metadata_json``.
     """
 
     task: str
     input_size: int
     resize: int
     resize_mode: str
+    crop_fraction: float
     grayscale: bool
     class_names: list[str]
     age_offset: float
+    age_unit: str
     op_version: int
     metadata_json: str
 
@@ -79,6 +86,7 @@ class ServingModule(nn.Module):
         preprocess: PreprocessConfig | Mapping[str, Any],
         class_names: Sequence[str] | None = None,
         age_offset: float = 0.0,
+        age_unit: str | None = None,
         metadata_json: str = "{}",
     ) -> None:
         super().__init__()
@@ -88,9 +96,11 @@ class ServingModule(nn.Module):
         self.input_size = pre.input_size
         self.resize = int(pre.resize)
         self.resize_mode = pre.resize_mode
+        self.crop_fraction = float(pre.crop_fraction)
         self.grayscale = pre.grayscale
         self.class_names = [str(c) for c in (class_names or [])]
         self.age_offset = float(age_offset)
+        self.age_unit = str(age_unit or "")
         self.op_version = OP_VERSION
         self.metadata_json = metadata_json
         c = pre.channels
@@ -142,6 +152,7 @@ def serving_module(
     preprocess: PreprocessConfig | Mapping[str, Any],
     class_names: Sequence[str] | None = None,
     age_offset: float | None = None,
+    age_unit: str | None = None,
 ) -> tuple[ServingModule, dict[str, Any]]:
     """Wrap a copy of ``model`` (in eval mode) as a :class:`ServingModule` and build its metadata."""
     model_task(model)
@@ -160,10 +171,12 @@ def serving_module(
             f"normalised with preprocess {pre.to_dict()}: {e}"
         ) from e
     meta = build_metadata(
-        model, outputs, preprocess=pre, class_names=class_names, age_offset=age_offset
+        model, outputs, preprocess=pre, class_names=class_names, age_offset=age_offset,
+        age_unit=age_unit,
     )
     module.class_names = list(meta["class_names"])
     module.age_offset = float(meta["age_offset"])
+    module.age_unit = str(meta.get("age_unit") or "")
     module.metadata_json = json.dumps(meta, sort_keys=True)
     return module, meta
 
@@ -188,6 +201,7 @@ def export_model(
     preprocess: PreprocessConfig | Mapping[str, Any],
     class_names: Sequence[str] | None = None,
     age_offset: float | None = None,
+    age_unit: str | None = None,
     formats: Iterable[str] = tuple(FILE_FORMATS),
     verify: bool = True,
 ) -> dict[str, Path]:
@@ -202,6 +216,10 @@ def export_model(
         class_names: label names; defaults to ``model.class_names`` when present,
             else for age models the ages ``age_offset + k`` (``"15"``, ``"16"``, ...).
         age_offset: age of class 0 (``age = expected + age_offset``); age models only.
+            Take it from the dataset that produced the training labels (its reader's
+            ``age_offset``; training does this for you).
+        age_unit: what the classes count, ``"year"`` or ``"group"`` (the reader's
+            ``age_unit``); recorded in the metadata; age models only.
         formats: any of ``"torchscript"`` (``model.pt``) and ``"export"``
             (``model.pt2``, batch dimension ``Dim("batch")`` dynamic).
         verify: run each exported program on an example batch and check it equals eager.
@@ -222,7 +240,8 @@ def export_model(
             f"formats must be a non-empty subset of {list(FILE_FORMATS)}, got {formats}"
         )
     module, meta = serving_module(
-        model, preprocess=preprocess, class_names=class_names, age_offset=age_offset
+        model, preprocess=preprocess, class_names=class_names, age_offset=age_offset,
+        age_unit=age_unit,
     )
     meta_json = json.dumps(meta, indent=2, sort_keys=True)
     out_dir = Path(directory)

@@ -6,6 +6,7 @@
     {"format": "facecore.export", "format_version": 1, "facecore_version": "0.1.0",
      "task": "age", "op_version": 2, "torch_version": "2.13.0+cpu",
      "preprocess": PreprocessConfig.to_dict(), "class_names": [...], "age_offset": 15.0,
+     "age_unit": "year",   # age models: "year" | "group" | null (unknown), from the reader
      "output_keys": [...], "outputs": {key: {"shape": [-1, ...], "dtype": ...}},
      "input": {"shape": [-1, 3, S, S], "dtype": "float32", "range": [0, 1], "channels": "RGB"},
      "model": {"class": "AgeEstimator", "config": model.config}}
@@ -38,6 +39,7 @@ import torch
 from torch import nn
 
 from facecore._version import __version__
+from facecore.data.readers import AGE_UNITS
 from facecore.data.transforms import PreprocessConfig, as_preprocess
 from facecore.extension import OP_VERSION, op_version
 from facecore.formats import FormatError, ModelVersionError, check_format, header
@@ -114,8 +116,11 @@ def build_metadata(
     preprocess: PreprocessConfig,
     class_names: Sequence[str] | None,
     age_offset: float | None,
+    age_unit: str | None = None,
 ) -> dict[str, Any]:
-    """The ``metadata.json`` dict for ``model`` given its outputs on an example batch."""
+    """The ``metadata.json`` dict for ``model`` given its outputs on an example batch.
+    Age models also get ``age_unit`` (``"year"`` | ``"group"``: what the classes count,
+    as the training reader said; ``null`` when not given)."""
     task = model_task(model)
     expected_keys = OUTPUT_KEYS[task]
     missing = [k for k in expected_keys if k not in outputs]
@@ -127,6 +132,11 @@ def build_metadata(
     if age_offset is not None and task != "age":
         raise ValueError(f"age_offset applies to age models only, got task {task!r}")
     offset = float(age_offset or 0.0)
+    if age_unit is not None and (task != "age" or age_unit not in AGE_UNITS):
+        raise ValueError(
+            f"age_unit must be one of {' | '.join(AGE_UNITS)} for an age model, got {age_unit!r} "
+            f"(task {task!r})"
+        )
     if class_names is None:
         class_names = getattr(model, "class_names", None)
     if task == "age":
@@ -152,6 +162,7 @@ def build_metadata(
         "preprocess": preprocess.to_dict(),
         "class_names": names,
         "age_offset": offset,
+        **({"age_unit": age_unit} if task == "age" else {}),
         "output_keys": list(expected_keys),
         "outputs": {
             key: {"shape": [-1, *map(int, t.shape[1:])], "dtype": str(t.dtype).replace("torch.", "")}

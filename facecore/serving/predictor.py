@@ -90,7 +90,8 @@ class _Result:
 
 @dataclass(frozen=True)
 class AgePrediction(_Result):
-    """``label``: predicted class (rank) ``k``; ``age = expected + age_offset`` in years;
+    """``label``: predicted class (rank) ``k``; ``age = expected + age_offset`` (in years,
+    or in groups for a model of age groups: ``Predictor.age_unit``);
     ``class_probs[k] = P(y = k)``; ``cum_probs[k] = P(y > k)``; ``expected = sum_k k P(y=k)``.
     ``face_detected`` / ``face_box`` (``(left, top, right, bottom)`` of the crop) are set
     with ``detect=True``."""
@@ -249,8 +250,9 @@ class Predictor:
 
     Attributes: ``task`` (``"age"``, ``"gender"``, ``"binary"``, ``"embedding"``),
     ``metadata``, ``preprocess_config`` (the metadata's
-    :class:`~facecore.data.transforms.PreprocessConfig`), ``input_size``, ``class_names``,
-    ``age_offset``.
+    :class:`~facecore.data.transforms.PreprocessConfig`, applied by :meth:`preprocess`
+    with its ``crop_fraction``), ``input_size``, ``class_names``, ``age_offset``,
+    ``age_unit`` (``"year"`` | ``"group"`` | ``None``: what ``age`` counts).
     """
 
     def __init__(
@@ -273,6 +275,7 @@ class Predictor:
         self._transform = eval_pipeline(self.preprocess_config)
         self.class_names: list[str] = list(metadata.get("class_names") or [])
         self.age_offset = float(metadata.get("age_offset") or 0.0)
+        self.age_unit: str | None = metadata.get("age_unit")
         self.min_size = int(min_size)
         self.face_margin = float(face_margin)
 
@@ -284,12 +287,14 @@ class Predictor:
         preprocess: Any,
         class_names: Sequence[str] | None = None,
         age_offset: float | None = None,
+        age_unit: str | None = None,
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> Predictor:
         """A predictor on an eager model (no export), with the same preprocessing."""
         module, meta = serving_module(
-            model, preprocess=preprocess, class_names=class_names, age_offset=age_offset
+            model, preprocess=preprocess, class_names=class_names, age_offset=age_offset,
+            age_unit=age_unit,
         )
         return cls(module.to(device), meta, device=device, source=type(model).__name__, **kwargs)
 

@@ -134,8 +134,9 @@ def check_data_root(cfg: TrainConfig) -> None:
             raise ConfigError(f"data root not found: {d.root} (data.name={d.name!r})")
     if entry.needs_csv and not d.csv:
         raise ConfigError(
-            f"data.csv is required for data.name={d.name!r} (the CORAL-style CSV of file names "
-            "and ages; data.root is the image folder)"
+            f"data.csv is required for data.name={d.name!r} (the CORAL paper's "
+            f"{entry.csv_splits}_train/valid/test.csv files of file names and ages: their "
+            "folder or prefix; data.root is the image folder)"
         )
 
 

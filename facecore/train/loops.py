@@ -6,14 +6,23 @@ small :class:`Session` so the same code also runs inside a Ray Tune trial
 (:mod:`facecore.train.tune`). Everything task-specific comes from the task
 (:func:`facecore.train.tasks.get_task`).
 
+The model: the task builds it; a run that starts from scratch then loads
+``model.pretrained`` (:func:`facecore.models.load_pretrained`; what loaded is printed by
+rank 0) and calls the task's :meth:`~facecore.train.tasks.base.Task.initialize` (e.g. the
+ordinal head from the training labels); ``model.freeze`` is applied on every start,
+resumes included. The optimiser is :func:`facecore.train.optim.build_optimizer` at the peak
+rate :func:`~facecore.train.optim.config_lr` and the schedule
+:func:`~facecore.train.optim.build_scheduler`, stepped after every batch.
+
 Per epoch, on every worker: ``objective.set_epoch(epoch)``, ``set_epoch`` on the
 sampler, one pass over this worker's shard of the training split (DDP all-reduces the
-gradients; only parameters with ``requires_grad`` are optimised), the scheduler step,
-then the validation split evaluated in shards (``valid[rank::world_size]``, gathered with
-``all_gather_object``, so the metrics are exact and identical on every rank), then the
-task's after-epoch hook (e.g. calibration). The metrics are ``epoch``, ``train_loss``
-and ``train_<term>`` (the mean over the epoch of each term the objective returns),
-``lr``, the task's ``val_*`` metrics and ``epoch_time_s``.
+gradients; only parameters with ``requires_grad`` are optimised; the scheduler steps
+after every optimiser step), then the validation split evaluated in shards
+(``valid[rank::world_size]``, gathered with ``all_gather_object``, so the metrics are
+exact and identical on every rank), then the task's after-epoch hook (e.g. calibration).
+The metrics are ``epoch``, ``train_loss`` and ``train_<term>`` (the mean over the epoch of
+each term the objective returns), ``lr`` (of the epoch's first step), the task's ``val_*``
+metrics and ``epoch_time_s``.
 
 Rank 0 then writes the checkpoint directory ``checkpoint_epoch_EEEE``
 (:mod:`facecore.train.checkpoints`); every rank calls ``ray.train.report`` with the
@@ -26,7 +35,7 @@ resumes from the newest complete checkpoint in the local run folder
 ``ray.train.get_checkpoint()``) and restores the weights, the
 objective's and the optimiser's state and the history, and continues at the next epoch
 with the current config's learning-rate schedule (:mod:`facecore.train.optim`'s resume
-rule: rebuilt for ``optim.epochs`` and advanced to the resumed epoch).
+rule: rebuilt for ``optim.epochs`` and advanced by the steps of the completed epochs).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from facecore.models.factory import model_checkpoint
+from facecore.models.pretrained import freeze_stages, load_pretrained
 from facecore.train.checkpoints import (
     checkpoint_dir_name,
     fault_point,
@@ -54,9 +64,14 @@ from facecore.train.checkpoints import (
 from facecore.train.config import config_from_dict, config_to_dict
 from facecore.train.datasets import Splits, build_splits
 from facecore.train.evaluation import evaluate, predict_dataset
-from facecore.train.optim import build_optimizer, build_scheduler, load_optimizer_state
+from facecore.train.optim import (
+    build_optimizer,
+    build_scheduler,
+    config_lr,
+    load_optimizer_state,
+)
 from facecore.train.progress import format_progress
-from facecore.train.sections import TrainConfig
+from facecore.train.sections import ConfigError, TrainConfig
 from facecore.train.tasks import get_task
 
 __all__ = [
@@ -218,11 +233,15 @@ def _train_loader(cfg: TrainConfig, splits: Splits, session: Session) -> tuple[D
         loader = DataLoader(splits.train, batch_sampler=sampler, num_workers=cfg.data.loader_workers)
         return session.prepare_loader(loader, shard=False), sampler
     per_worker = max(1, cfg.data.batch_size // session.world_size)
+    # each rank gets ceil(n / world) items (the distributed sampler pads); the last, short
+    # batch is kept (it is part of the measured recipe) unless it would hold a single image,
+    # which batch norm cannot train on
+    per_rank = -(-len(splits.train) // session.world_size)
     loader = DataLoader(
         splits.train,
         batch_size=per_worker,
         shuffle=True,
-        drop_last=len(splits.train) >= per_worker * session.world_size * 2,
+        drop_last=per_rank % per_worker == 1 and per_rank > per_worker,
         num_workers=cfg.data.loader_workers,
         generator=torch.Generator().manual_seed(cfg.data.seed),
     )
@@ -243,6 +262,28 @@ def _epoch_means(sums: dict[str, float], count: int, session: Session) -> dict[s
             for k in keys}
 
 
+def prepare_model(cfg: TrainConfig, model: nn.Module, splits: Splits, *, fresh: bool, log=None) -> Any:
+    """``model.pretrained`` (``fresh`` runs only), ``model.freeze`` (always) and the task's
+    :meth:`~facecore.train.tasks.base.Task.initialize` (``fresh`` runs only) applied to a
+    newly built ``model``; returns the :class:`~facecore.models.pretrained.PretrainedReport`
+    or ``None``. ``log``: called with the report's one-line summary. A file of which
+    nothing fits is a :class:`ConfigError` naming ``model.pretrained``."""
+    report = None
+    if fresh and cfg.model.pretrained:
+        try:
+            report = load_pretrained(model, cfg.model.pretrained, verbose=False)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"model.pretrained={cfg.model.pretrained!r}: {exc}") from None
+        if log is not None:
+            log(f"model.pretrained: {report.summary()}")
+    if cfg.model.freeze:
+        freeze_stages(model, cfg.model.freeze)
+    if fresh:
+        loaded = frozenset(report.loaded) if report is not None else frozenset()
+        get_task(cfg.task).initialize(cfg, model, splits, loaded=loaded)
+    return report
+
+
 def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
     """Train ``cfg`` in ``session``; returns the last epoch's metrics (``{}`` when a
     restored run had already completed ``optim.epochs``)."""
@@ -250,26 +291,32 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
     torch.manual_seed(cfg.run.seed)
     splits = build_splits(cfg)
     model = task.build_model(cfg, splits.num_classes)
-    objective = task.build_objective(cfg, model, splits)
     train_labels = splits.labels("train")
     export = {"preprocess": splits.preprocess.to_dict(), **task.export_settings(cfg, splits.dataset)}
 
     state = session.restore()
+    log = (lambda line: print(f"facecore: {line}", flush=True)) if session.rank == 0 else None
+    prepare_model(cfg, model, splits, fresh=state is None, log=log)
+    objective = task.build_objective(cfg, model, splits)
     if state is not None:
         objective.model.load_state_dict(state["model"]["state_dict"])
         objective.load_checkpoint_state(state.get("objective") or {})
     wrapped = session.prepare_model(objective)
     params = [p for p in wrapped.parameters() if p.requires_grad]
-    opt = build_optimizer(cfg.optim, params)
+    opt = build_optimizer(cfg.optim, wrapped, config_lr(cfg))
     history: list[dict[str, Any]] = []
     start = 1
     if state is not None:  # hyper-parameters and schedule from cfg (optim.py's resume rule)
         load_optimizer_state(opt, state["optimizer"])
         history = list(state.get("history", []))
         start = int(state["epoch"]) + 1
-    sched = build_scheduler(cfg.optim, opt, last_epoch=start - 1)
 
     loader, sampler = _train_loader(cfg, splits, session)
+    steps_per_epoch = max(1, len(loader))
+    total_steps = cfg.optim.epochs * steps_per_epoch
+    sched = build_scheduler(
+        cfg.optim, opt, steps_per_epoch=steps_per_epoch, completed_epochs=start - 1
+    )
     fail_at = cfg.run.fail_after_epoch
     last: dict[str, Any] = {}
     for epoch in range(start, cfg.optim.epochs + 1):
@@ -280,6 +327,7 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
         wrapped.train()
         sums: dict[str, float] = {"loss": 0.0}
         count = 0
+        lr = opt.param_groups[0]["lr"]
         for step, (images, target) in enumerate(loader):
             labels = torch.as_tensor(target[splits.key]).to(session.device)
             out = wrapped(images.to(session.device), labels)
@@ -289,6 +337,8 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
             if cfg.optim.grad_clip:
                 nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             opt.step()
+            if sched.last_epoch < total_steps:
+                sched.step()
             n = len(labels)
             sums["loss"] += float(loss.detach()) * n
             for name, value in terms.items():
@@ -296,8 +346,6 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
             count += n
             if step == 0 and session.rank == 0:
                 fault_point("train", epoch)  # tests: SIGKILL in the middle of an epoch
-        lr = opt.param_groups[0]["lr"]
-        sched.step()
         means = _epoch_means(sums, count, session)
 
         inner = _unwrap(wrapped).model

@@ -1,58 +1,60 @@
 r"""Optimisers and learning-rate schedules by name (the ``optim.name`` /
-``optim.scheduler`` choices are defined here, next to what they build).
+``optim.scheduler`` choices are defined here, next to what they build), the default
+learning rate per backbone, and the resume rule.
 
-Two generations live here until the training loop switches (issue 10, phase 2):
+Plain-argument builders (usable without a config): :func:`parameter_groups`,
+:func:`make_optimizer`, :func:`make_step_scheduler`, :func:`default_lr`. The training loop
+calls their config-section forms: :func:`build_optimizer` (``optim`` section, peak
+learning rate from :func:`config_lr`) and :func:`build_scheduler` (``optim`` section, steps
+per epoch, epochs already completed).
 
-* :func:`build_optimizer` / :func:`build_scheduler` take an ``optim`` config section and
-  build what the loop uses today (every parameter decayed alike, schedules stepped once
-  per epoch; :data:`SCHEDULERS`);
-* the issue-10 recipe, from plain arguments: :func:`make_optimizer`,
-  :func:`make_step_scheduler` (:data:`STEP_SCHEDULERS`, stepped per batch),
-  :func:`parameter_groups`, :data:`DEFAULT_LR` / :func:`default_lr`. Phase 2 calls these
-  from the loop and retires the former.
-
-The recipe:
+The recipe (issue 10; the defaults of :class:`facecore.train.sections.OptimConfig`):
 
 * :func:`parameter_groups`: weight decay on the weights of convolutions and linear
-  layers only. Biases, batch-norm scales / shifts and every other 0-D / 1-D parameter
-  (the CORAL biases ``b_k``, ``bias0``, ``bias_deltas``; a temperature) are **not**
-  decayed: decaying them pulls the ordinal thresholds towards 0 (the middle class) and
-  the normalisation scales towards 0, which is never what a regulariser is for.
-  Parameters with ``requires_grad=False`` (frozen stages) are left out.
+  layers only (parameters with 2 or more dimensions). Biases, batch-norm scales / shifts
+  and every other 0-D / 1-D parameter (the CORAL biases ``b_k``, ``bias0``,
+  ``bias_deltas``; a temperature) are **not** decayed: decaying them pulls the ordinal
+  thresholds towards 0 (the middle class) and the normalisation scales towards 0, which
+  is never what a regulariser is for. Parameters with ``requires_grad=False`` (frozen
+  stages) are left out.
 * :func:`make_optimizer`: ``"adamw"`` (decoupled weight decay, Loshchilov & Hutter
   2019; the default), ``"adam"`` (L2 in the gradient, as the CORAL code) or ``"sgd"``
   (Nesterov momentum), on those groups.
-* :func:`make_step_scheduler`: a per-**step** schedule (call ``scheduler.step()`` after every
-  optimiser step): ``"onecycle"`` (:class:`torch.optim.lr_scheduler.OneCycleLR`: a
-  warm-up from ``lr / div_factor`` to ``lr`` over ``pct_start`` of the steps, cosine
-  annealing to ``lr / (div_factor * final_div_factor)``; Smith & Topin 2019),
-  ``"cosine"`` (linear warm-up from 0 over ``warmup_steps``, then cosine to
-  ``min_lr_ratio * lr``) or ``"constant"`` (linear warm-up, then flat).
+* :func:`make_step_scheduler`: a per-**step** schedule (``scheduler.step()`` after every
+  optimiser step; :data:`SCHEDULERS`): ``"onecycle"`` (the default;
+  :class:`torch.optim.lr_scheduler.OneCycleLR`: a warm-up from ``lr / div_factor`` to
+  ``lr`` over ``pct_start`` of the steps, cosine annealing to ``lr / (div_factor *
+  final_div_factor)``; Smith & Topin 2019), ``"cosine"`` (linear warm-up from 0 over
+  ``warmup_steps``, then cosine to ``min_lr_ratio * lr``) or ``"constant"`` (linear
+  warm-up, then flat).
 * :data:`DEFAULT_LR`: the AdamW peak learning rate per backbone (batch 64, from
-  scratch); :func:`default_lr` looks it up (and scales it for fine-tuning).
+  scratch); :func:`default_lr` looks it up, scales it by ``sqrt(batch / 64)`` and divides
+  it by :data:`FINETUNE_LR_DIVISOR` for fine-tuning; ``optim.lr: null`` uses it.
 
 Why these defaults (issue 10; every figure with its command in
 ``benchmarks/age_recipe.py``'s docstring): on FairFace-540 (small_cnn, 64 px, CORAL, 3
-seeds, label MAE in age groups; median baseline 2.275) the packaged recipe (Adam 5e-4,
-cosine per epoch, coral-pytorch biases) gives 2.938 -- worse than the median, with flat
-``P(y > k)`` curves (2.534 with the face-centred crop below) -- while AdamW 1e-2 one-cycle
-with undecayed biases, weight decay 0.05, the head initialised from the labels and
-``crop_fraction=0.5`` gives 1.605. On the same three splits,
-warm-up + cosine instead of one-cycle costs +0.17, decaying the biases +0.10, and the
-coral-pytorch head initialisation +0.17; weight decay 0 / 0.05 / 0.3 made no
-difference (1.833 / 1.836 / 1.818).
+seeds, label MAE in age groups; median baseline 2.275) the packaged recipe before issue
+10 (Adam 5e-4, cosine per epoch, coral-pytorch biases) gives 2.938 -- worse than the
+median, with flat ``P(y > k)`` curves (2.534 with the face-centred crop) -- while AdamW
+1e-2 one-cycle with undecayed biases, weight decay 0.05, the head initialised from the
+labels and ``crop_fraction=0.5`` gives 1.605. On the same three splits, warm-up + cosine
+instead of one-cycle costs +0.17, decaying the biases +0.10, and the coral-pytorch head
+initialisation +0.17; weight decay 0 / 0.05 / 0.3 made no difference (1.833 / 1.836 /
+1.818).
 
 Resume rule (what a run restored from a checkpoint trains with): the optimiser's
 *hyper-parameters* (learning rate, weight decay, momentum, ...) and the *schedule* always
 come from the current config, its *state* (moments, step counts) from the checkpoint
-(:func:`load_optimizer_state`). The schedule is a function of the epoch: it is rebuilt
-for the current ``optim.epochs`` and advanced to the epoch training resumes at
-(:func:`build_scheduler` ``(..., last_epoch=completed)``), so epoch ``e`` trains at the
-current schedule's ``lr(e)`` whatever happened before. A run restarted after a crash with
-the same config trains at exactly the learning rates of an uninterrupted run; a finished
-run extended from ``E`` to ``E' > E`` epochs continues on the ``E'``-epoch curve at epoch
-``E + 1`` (cosine: ``lr * 0.5 * (1 + cos(pi * E / E'))`` > 0, not the old curve's final
-0). The scheduler state stored in checkpoints is informational and not loaded back.
+(:func:`load_optimizer_state`). The schedule is a function of the optimiser step: it is
+rebuilt for the current horizon (``optim.epochs`` x the current steps per epoch) and
+advanced by the steps of the epochs already completed (:func:`build_scheduler`
+``(..., completed_epochs=E)`` steps it ``E x steps_per_epoch`` times), so every step of
+epoch ``e`` trains at the current schedule's rate for that step whatever happened before.
+A run restarted after a crash with the same config trains at exactly the learning rates
+of an uninterrupted run; a finished run extended from ``E`` to ``E' > E`` epochs
+continues on the ``E'``-epoch curve at the first step of epoch ``E + 1`` (for one-cycle
+or cosine a rate well above 0, not the old curve's final one). The scheduler state stored
+in checkpoints is informational and not loaded back.
 """
 
 from __future__ import annotations
@@ -67,11 +69,12 @@ from torch import nn
 
 __all__ = [
     "DEFAULT_LR",
+    "FINETUNE_LR_DIVISOR",
     "OPTIMIZERS",
     "SCHEDULERS",
-    "STEP_SCHEDULERS",
     "build_optimizer",
     "build_scheduler",
+    "config_lr",
     "default_lr",
     "load_optimizer_state",
     "make_optimizer",
@@ -79,9 +82,8 @@ __all__ = [
     "parameter_groups",
 ]
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "cosine", "step")  # per epoch, build_scheduler
-STEP_SCHEDULERS = ("onecycle", "cosine", "constant")  # per step, make_step_scheduler
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("onecycle", "cosine", "constant")  # all stepped once per optimiser step
 
 # AdamW peak learning rate (one-cycle per step), batch 64, trained from scratch at 64 px.
 # Measured (benchmarks/age_recipe.py, FairFace-540, CORAL, label MAE in groups):
@@ -209,8 +211,8 @@ def make_step_scheduler(
     Call ``scheduler.step()`` after every ``optimizer.step()``; ``state_dict()`` /
     ``load_state_dict()`` resume it.
     """
-    if name not in STEP_SCHEDULERS:
-        raise ValueError(f"scheduler name must be one of {list(STEP_SCHEDULERS)}, got {name!r}")
+    if name not in SCHEDULERS:
+        raise ValueError(f"scheduler name must be one of {list(SCHEDULERS)}, got {name!r}")
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
     if warmup_steps is not None and (
@@ -253,54 +255,65 @@ def make_step_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-# ----------------------------------------------- the current loop's builders (per epoch)
+# ------------------------------------------------------ from an ``optim`` config section
 
 
-def build_optimizer(opts: Any, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """``opts.name`` (an ``optim`` config section) over ``params`` (the caller passes the
-    parameters that require grad)."""
-    if opts.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay
-        )
-    cls = torch.optim.AdamW if opts.name == "adamw" else torch.optim.Adam
-    return cls(params, lr=opts.lr, weight_decay=opts.weight_decay)
+def config_lr(cfg: Any) -> float:
+    """The run's peak learning rate: ``optim.lr``, or where it is ``null``
+    :func:`default_lr` of ``model.backbone`` at ``data.batch_size`` (divided by
+    :data:`FINETUNE_LR_DIVISOR` when ``model.pretrained`` is set)."""
+    if cfg.optim.lr is not None:
+        return float(cfg.optim.lr)
+    pretrained = getattr(cfg.model, "pretrained", None) is not None
+    return default_lr(cfg.model.backbone, pretrained=pretrained, batch_size=cfg.data.batch_size)
+
+
+def build_optimizer(opts: Any, module: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """``opts.name`` (an ``optim`` config section) at peak ``lr`` (:func:`config_lr`) on
+    :func:`parameter_groups` of ``module`` (trainable parameters only; ``opts.weight_decay``
+    on conv / linear weights, none on biases, norms and ordinal thresholds)."""
+    return make_optimizer(
+        module, opts.name, lr=lr, weight_decay=opts.weight_decay, momentum=opts.momentum
+    )
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
     """Load a checkpoint's optimiser ``state`` (moments, step counts) into ``opt`` but keep
     the hyper-parameters ``opt`` was built with from the current config (``lr``, weight
     decay, ...; ``torch``'s ``load_state_dict`` would restore the old run's, e.g. the final
-    learning rate 0 of a finished cosine schedule). Build the scheduler afterwards."""
+    learning rate of a finished schedule). Build the scheduler afterwards."""
     fresh = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
     opt.load_state_dict(state)
     for group, hyper in zip(opt.param_groups, fresh):
-        group.pop("initial_lr", None)  # a scheduler built next takes the config's lr as base
+        for key in ("initial_lr", "max_lr", "min_lr"):  # a scheduler built next sets them
+            group.pop(key, None)
         group.update(hyper)
 
 
-def build_scheduler(opts: Any, opt: torch.optim.Optimizer, *, last_epoch: int = 0):
-    """``opts.scheduler``, stepped once per epoch: ``cosine`` (to 0 at ``opts.epochs``),
-    ``step`` (``gamma`` every ``step_size`` epochs) or ``none``.
+def build_scheduler(
+    opts: Any, opt: torch.optim.Optimizer, *, steps_per_epoch: int, completed_epochs: int = 0
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """``opts.scheduler`` over ``opts.epochs * steps_per_epoch`` optimiser steps
+    (:func:`make_step_scheduler`; ``opts.warmup_epochs``, where set, is the warm-up in
+    epochs), to be stepped after every optimiser step.
 
-    ``last_epoch``: epochs already completed (a resumed run); the schedule, built for the
-    current ``opts.epochs``, is advanced by that many steps, so ``opt``'s learning rate is
-    the one of epoch ``last_epoch + 1`` (the module's resume rule). ``opt`` must carry the
-    config's base learning rates (a fresh optimiser, or :func:`load_optimizer_state`).
+    ``completed_epochs``: epochs already trained (a resumed run); the schedule, built for
+    the current horizon, is advanced by ``completed_epochs * steps_per_epoch`` steps, so
+    ``opt``'s learning rate is the one of the first step of epoch ``completed_epochs + 1``
+    (the module's resume rule). ``opt`` must carry the config's peak learning rates (a
+    fresh optimiser, or :func:`load_optimizer_state`).
     """
-    if last_epoch < 0:
-        raise ValueError(f"last_epoch must be >= 0, got {last_epoch}")
-    if opts.scheduler == "cosine":
-        epochs = opts.epochs
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, epochs) / epochs))
-        )
-    elif opts.scheduler == "step":
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=opts.step_size, gamma=opts.gamma)
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
+    if completed_epochs < 0:
+        raise ValueError(f"completed_epochs must be >= 0, got {completed_epochs}")
+    total = opts.epochs * steps_per_epoch
+    warm = None
+    if getattr(opts, "warmup_epochs", None) is not None:
+        warm = min(total - 1, round(opts.warmup_epochs * steps_per_epoch))
+    sched = make_step_scheduler(opt, opts.scheduler, total_steps=total, warmup_steps=warm)
     with warnings.catch_warnings():  # stepping without optimizer.step() is the point here
         warnings.simplefilter("ignore", UserWarning)
-        for _ in range(last_epoch):
+        for _ in range(min(completed_epochs * steps_per_epoch, total)):
             sched.step()
     return sched

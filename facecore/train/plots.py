@@ -4,7 +4,8 @@
 * :func:`plot_age_scatter`: predicted (expected) vs true age on the test split,
   with the identity line.
 * :func:`plot_cumulative_probs`: :math:`P(y > k)` against the rank threshold
-  :math:`k` for a few test images, with the true rank marked, as the CORAL
+  :math:`k` for a few true ranks from the youngest to the oldest (the mean over the test
+  images of each rank), with the labels' own :math:`P(y > k)` (the prior), as the CORAL
   paper's Figure S2 (a rank-consistent model gives non-increasing curves).
 * :func:`plot_roc`: ROC curve (gender: P(class 1) vs label; embeddings:
   cosine similarity of image pairs vs same identity), with the AUC.
@@ -105,26 +106,39 @@ def plot_age_scatter(
 def plot_cumulative_probs(
     cum_probs: torch.Tensor, labels: torch.Tensor, path: str | Path, *, num_images: int = 4
 ) -> Path:
-    """:math:`P(y > k)` vs ``k`` for the first image of ``num_images`` distinct true ranks."""
+    """:math:`P(y > k)` vs ``k`` for ``num_images`` true ranks spread from the youngest to
+    the oldest present: each line is the mean over the test images of that rank (the band:
+    their 25-75% quantiles; a rank with one image is that image), with the rank marked,
+    and the dashed line is :math:`P(y > k)` of the labels themselves (the prior a model
+    without information predicts). A model that learned age spreads its lines across that
+    prior: near 1 at the first threshold, near 0 at the last, and crossing 0.5 near each
+    line's rank; a rank-consistent model gives non-increasing lines."""
     plt = _plt()
     c = torch.as_tensor(cum_probs, dtype=torch.float64)
-    y = torch.as_tensor(labels)
-    picks: list[int] = []
-    for r in torch.linspace(0, int(y.max()), num_images).round().long().tolist():
-        idx = (y == r).nonzero().flatten()
-        if len(idx) == 0:
-            idx = (y - r).abs().argsort()[:1]
-        if int(idx[0]) not in picks:
-            picks.append(int(idx[0]))
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    y = torch.as_tensor(labels).long()
+    present = torch.unique(y)
+    ranks: list[int] = []
+    for r in torch.linspace(int(present.min()), int(present.max()), num_images).round().long().tolist():
+        nearest = int(present[(present - r).abs().argmin()])
+        if nearest not in ranks:
+            ranks.append(nearest)
+    fig, ax = plt.subplots(figsize=(5.8, 4.2))
     k = torch.arange(c.shape[1])
-    for i in picks:
-        line = ax.plot(k, c[i], "o-", ms=3, label=f"image {i} (true rank {int(y[i])})")[0]
-        ax.axvline(int(y[i]) - 0.5, color=line.get_color(), ls=":", lw=1)
+    prior = torch.stack([(y > j).double().mean() for j in range(c.shape[1])])
+    ax.plot(k, prior, "k--", lw=1.2, label="labels' P(y > k)")
+    for r in ranks:
+        rows = c[y == r]
+        mean = rows.mean(0)
+        line = ax.plot(k, mean, "o-", ms=3, label=f"true rank {r} ({len(rows)} image{'s' * (len(rows) > 1)})")[0]
+        if len(rows) > 1:
+            lo, hi = torch.quantile(rows, 0.25, dim=0), torch.quantile(rows, 0.75, dim=0)
+            ax.fill_between(k, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
+        ax.axvline(r - 0.5, color=line.get_color(), ls=":", lw=1)
     ax.axhline(0.5, color="grey", lw=0.8)
     ax.set_xlabel("rank threshold k")
     ax.set_ylabel("P(y > k)")
     ax.set_ylim(-0.02, 1.02)
+    ax.set_title("test split: mean P(y > k) by true rank", fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, Path(path))
 

@@ -29,6 +29,12 @@ Progress: Ray's own logging is lowered to warnings (``run.verbose < 2``) and the
 driver prints one line per epoch, fed by a :class:`ray.train.UserCallback` on the
 Train controller through a small queue actor.
 
+Before the workers start, on the driver (:func:`prepare_run`): ``model.pretrained`` is
+read and checked against the backbone (what loads is printed; a file of which nothing
+fits is a :class:`~facecore.train.config.ConfigError`), and with ``data.cache: disk`` the
+decoded-image cache is built once (the workers map it). The start line names the peak
+learning rate (``optim.lr``, or the backbone's default).
+
 At the end, on the driver: the best checkpoint (by the score attribute) is
 evaluated on the test split (:func:`finalize`; ``evaluation.json`` states the protocol,
 ``image-level`` or ``identity-disjoint``), exported with
@@ -71,9 +77,16 @@ from facecore.train.config import (
     save_config,
     validate,
 )
-from facecore.train.datasets import build_splits
+from facecore.train.datasets import (
+    build_splits,
+    cache_dir_of,
+    open_data,
+    open_image_cache,
+    preprocess_for,
+)
 from facecore.train.evaluation import evaluate, predict_dataset
 from facecore.train.loops import train_loop_per_worker
+from facecore.train.optim import config_lr
 from facecore.train.progress import format_progress
 from facecore.train.tasks import get_task
 
@@ -87,6 +100,7 @@ __all__ = [
     "model_from_training_checkpoint",
     "output_dir",
     "plot_run",
+    "prepare_run",
     "run_path",
 ]
 
@@ -252,6 +266,49 @@ def _checkpoint_path(ckpt) -> str | None:
     return None if ckpt is None else str(ckpt.path)
 
 
+def prepare_run(cfg: TrainConfig, out=None) -> TrainConfig:
+    """What the driver does once before the workers start; returns the config the workers
+    get (``data.cache_dir`` made absolute for ``data.cache: disk``).
+
+    * ``model.pretrained``: the file must exist and fit the backbone (read with
+      ``weights_only=True``; the one-line report of what loads is printed to ``out``);
+      otherwise a :class:`ConfigError` naming the key. The head is checked by the
+      workers, which load the weights into the whole model.
+    * ``data.cache: disk``: the decoded-image cache is built (or found) under
+      :func:`facecore.train.datasets.cache_dir_of`, so the workers only map it.
+    """
+    import dataclasses
+
+    from facecore.models.backbones import build_backbone
+    from facecore.models.pretrained import load_pretrained
+
+    m = cfg.model
+    if m.pretrained:
+        path = Path(m.pretrained).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model.pretrained: file not found: {m.pretrained}")
+        try:
+            report = load_pretrained(build_backbone(m.backbone, width=m.width), path, verbose=False)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"model.pretrained={m.pretrained!r}: {exc}") from None
+        if out is not None:
+            print(f"facecore: model.pretrained (backbone {m.backbone}): {report.summary()}",
+                  file=out, flush=True)
+    if cfg.data.cache == "disk" and cfg.data.name != "synthetic":
+        where = cache_dir_of(cfg)
+        t0 = time.perf_counter()
+        cache = open_image_cache(dataclasses.replace(
+            cfg, data=dataclasses.replace(cfg.data, cache_dir=str(where))
+        ), open_data(cfg.data), preprocess_for(cfg.data))
+        if out is not None and cache is not None:
+            how = "built" if cache.built else "found"
+            print(f"facecore: decoded-image cache {how}: {len(cache)} images, "
+                  f"{cache.nbytes / 2**20:.1f} MiB in {cache.path} ({time.perf_counter() - t0:.1f} s)",
+                  file=out, flush=True)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, cache_dir=str(where)))
+    return cfg
+
+
 def fit(
     cfg: TrainConfig,
     *,
@@ -276,14 +333,18 @@ def fit(
     outdir = output_dir(cfg)
     outdir.mkdir(parents=True, exist_ok=True)
     verbose = cfg.run.verbose
-    loop_config: dict[str, Any] = {"train_config": config_to_dict(cfg)}
     if verbose:
+        lr = config_lr(cfg)
+        origin = "" if cfg.optim.lr is not None else f" (default for {cfg.model.backbone})"
         print(
             f"facecore: training {cfg.task} ({task.describe(cfg)}) on {cfg.data.name} "
-            f"({task.protocol_of(cfg)} splits), {cfg.run.workers} Ray Train worker(s), run {path}",
+            f"({task.protocol_of(cfg)} splits), {cfg.run.workers} Ray Train worker(s), "
+            f"{cfg.optim.name} lr {lr:.3g}{origin} {cfg.optim.scheduler}, run {path}",
             file=out,
             flush=True,
         )
+    work_cfg = prepare_run(cfg, out if verbose else None)
+    loop_config: dict[str, Any] = {"train_config": config_to_dict(work_cfg)}
 
     if cfg.run.workers == 0:
         result_metrics, best, latest = _fit_local(cfg, loop_config, path, score, mode, out)
@@ -585,7 +646,8 @@ def finalize(
         d["data"].update(data_overrides)
         cfg = config_from_dict(d)
     task = get_task(cfg.task)
-    splits = build_splits(cfg)
+    splits = build_splits(cfg, cache=False)  # only the test split is decoded
+    cfg = splits.config  # bound to the dataset (e.g. the age offset of its labels)
     test = predict_dataset(cfg, model, splits.test, batch_size=cfg.data.eval_batch_size)
     test_metrics = evaluate(cfg, test, splits.labels("train"), "test") if test else {}
     (outdir / "evaluation.json").write_text(

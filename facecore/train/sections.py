@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
+from facecore.data.cache import CACHE_MODES
 from facecore.data.registry import DATASETS
 from facecore.data.splits import SPLIT_BY
-from facecore.models.backbones import BACKBONES
+from facecore.models.backbones import BACKBONES, RESNET_LAYERS
+from facecore.models.pretrained import STAGES
 from facecore.train.optim import OPTIMIZERS, SCHEDULERS
 
 __all__ = [
@@ -30,7 +32,9 @@ __all__ = [
     "RunSettings",
     "TrainConfig",
     "build_section",
+    "check_data",
     "check_include",
+    "check_model",
     "check_run_name",
     "choices",
 ]
@@ -47,20 +51,32 @@ def choices(values: Any, default: Any, **kwargs: Any) -> Any:
 
 @dataclass
 class DataConfig:
-    """Where the images come from and how they are split and batched.
+    """Where the images come from, how they are split, preprocessed and batched.
 
     ``name``: a dataset of :data:`facecore.data.DATASETS`: ``synthetic`` (generated on the
     fly, no files) or a reader: ``utkface | afad | morph2 | cacd`` (ages), ``celeba``
     (attributes, gender, identities), ``fairface`` (age groups, gender), ``folders`` (one
     folder per identity, e.g. ORL), ``london`` (Face Research Lab London Set). Readers need
-    ``root``; ``morph2 | cacd`` also ``csv`` (the CORAL code's CSV of file names and ages).
-    ``num_samples`` / ``num_classes`` / ``num_identities`` describe the synthetic set;
-    ``max_samples`` caps a real set (``null``: all). The splits ``train`` / ``valid`` /
-    ``test`` take ``fractions`` (in that order) of the images, or of the identities for
-    tasks that split by identity, drawn with ``seed`` (:func:`facecore.data.dataset_splits`:
-    the same items as a reader's ``split=``). ``split_by``: ``null`` (the task's: by image,
-    by identity for matching) or ``identity`` (no person in two splits for any task, e.g. a
-    gender model on a set with several photos per person).
+    ``root``. ``num_samples`` / ``num_classes`` / ``num_identities`` describe the synthetic
+    set; ``max_samples`` caps a real set (``null``: all).
+
+    Ages: ``age_range: [MIN, MAX]`` (inclusive years; age datasets only) keeps the images
+    in that range and makes ``MIN`` class 0 (``age = years - MIN``, ``MAX - MIN + 1``
+    classes; FairFace keeps the groups whose lower bound lies in it; the London set needs
+    it to have age labels). Without it the classes span the ages present. The offset the
+    model, the export and the predictor use is always the reader's (never a config value).
+
+    Splits: ``train`` / ``valid`` / ``test`` take ``fractions`` (in that order) of the
+    images, or of the identities for tasks that split by identity, drawn with ``seed``
+    (:func:`facecore.data.dataset_splits`: the same items as a reader's ``split=``).
+    ``csv`` (``utkface | afad | morph2 | cacd``; required for ``morph2 | cacd``) gives the
+    CORAL paper's **fixed** splits instead: the prefix ``DIR/NAME`` of ``NAME_train.csv``,
+    ``NAME_valid.csv``, ``NAME_test.csv`` (or any one of those files, or a folder holding
+    one such set) in the CORAL code's format, images under ``root``
+    (:func:`facecore.data.coral_csv_splits`); ``fractions`` are then not used.
+    ``split_by``: ``null`` (the task's: by image, by identity for matching) or ``identity``
+    (no person in two splits for any task, e.g. a gender model on a set with several
+    photos per person).
 
     Training on a subset by attribute: ``include`` maps label keys to the values kept
     (``{race: [0]}``: one skin-tone group; ``{race: [0, 2], gender: [1]}``: both must
@@ -70,6 +86,20 @@ class DataConfig:
     ``seed`` / ``fractions`` trained on). ``max_train_samples`` then caps the training
     split (a seeded subset; whole identities where the task splits by identity), e.g. to
     train every group on the same number of images.
+
+    Preprocessing (:class:`facecore.data.PreprocessConfig`, exported with the model):
+    ``image_size`` (the model's input), ``crop_fraction`` (first keep the centred square of
+    that fraction of the shorter side: ``1.0`` for aligned faces, ``0.5`` for FairFace's
+    wide-margin crops, where it lowered the label MAE from 2.198 to 1.605 age groups),
+    ``horizontal_flip`` (probability of a random left-right flip in training when
+    ``augment``; 0.5: FairFace CORAL 1.836 with it, 1.938 without).
+
+    ``cache``: decode and resize each image once (:class:`facecore.data.DecodedImageCache`;
+    readers only, the synthetic set renders itself): ``memory`` (default; built in each
+    training process), ``disk`` (a memory-mapped file under ``cache_dir``, default
+    ``<run.storage>/<run.name>/image_cache``, built once by ``fit`` before the Ray workers
+    start and mapped by all of them: use it with several workers) or ``off`` (decode every
+    epoch). Random crops and flips still run every epoch.
     """
 
     name: str = choices(DATASETS, "synthetic")
@@ -80,6 +110,7 @@ class DataConfig:
     num_classes: int = 8
     num_identities: int | None = None
     max_samples: int | None = None
+    age_range: list[int] | None = None
     fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     split_by: str | None = choices(SPLIT_BY, None)
     include: dict[str, list[int]] | None = None
@@ -88,39 +119,71 @@ class DataConfig:
     eval_batch_size: int = 256
     loader_workers: int = 0
     augment: bool = True
+    horizontal_flip: float = 0.5
+    crop_fraction: float = 1.0
+    cache: str = choices(CACHE_MODES, "memory")
+    cache_dir: str | None = None
     seed: int = 0
 
 
 @dataclass
 class ModelConfig:
     """Backbone (one of :data:`facecore.models.BACKBONES`), its base width (``null``: the
-    backbone's default) and, for the embedding task, the embedding size."""
+    backbone's default) and, for the embedding task, the embedding size.
+
+    Fine-tuning: ``pretrained: PATH`` loads weights into the new model before training
+    (:func:`facecore.models.load_pretrained`): a torchvision-layout ResNet state dict
+    (ImageNet ``resnet18/34/50/101`` at ``width: null``; its ``fc.*`` is ignored) or a
+    facecore model / training checkpoint (its head too where the shapes match). What
+    loaded, what is missing or unexpected is printed at the start; a file of which nothing
+    fits is an error. It is not applied when a run resumes (the checkpoint has the
+    weights). ``freeze: [stem, layer1, ...]`` (or ``[all]``; ResNets) stops training those
+    stages (no gradient, batch norm on its running statistics), also after a resume. A
+    pretrained run's default learning rate is the backbone's divided by 10
+    (:func:`facecore.train.optim.default_lr`).
+    """
 
     backbone: str = choices(BACKBONES, "small_cnn")
     width: int | None = None
     embedding_dim: int = 128
+    pretrained: str | None = None
+    freeze: list[str] | None = None
 
 
 @dataclass
 class OptimConfig:
-    """Optimiser and learning-rate schedule.
+    """Optimiser and learning-rate schedule (:mod:`facecore.train.optim`; the defaults are
+    the issue-10 recipe measured on real faces, with the figures, in that module).
 
-    ``cosine``: :math:`lr_e = lr \\cdot \\tfrac12 (1 + \\cos(\\pi e / E))` stepped per
-    epoch; ``step``: multiply by ``gamma`` every ``step_size`` epochs.
-    ``grad_clip``: max global gradient norm (``null``: no clipping). Only parameters with
-    ``requires_grad`` are optimised (frozen parts of a model or objective are not).
-    A resumed run takes these settings and the schedule from the current config and only
-    the optimiser's state from the checkpoint (:mod:`facecore.train.optim`): raising
-    ``epochs`` continues on the schedule of the new horizon.
+    ``name``: ``adamw`` (default) | ``adam`` | ``sgd``, with ``weight_decay`` (default
+    0.05) on conv / linear weights only (biases, norms and the ordinal thresholds are
+    never decayed) and ``momentum`` (SGD). ``lr``: the peak learning rate; ``null``
+    (default) takes the backbone's (:data:`facecore.train.optim.DEFAULT_LR`: small_cnn
+    1e-2, resnet18 3e-3, ...; scaled by ``sqrt(data.batch_size / 64)`` and divided by 10
+    when ``model.pretrained`` is set).
+    ``scheduler`` (stepped after every batch): ``onecycle`` (default: warm-up over 30% of
+    the steps from ``lr / 25`` to ``lr``, then cosine to ~0), ``cosine`` (linear warm-up
+    from 0 over 5% of the steps, then cosine to 0) or ``constant`` (the same warm-up,
+    then ``lr``); ``warmup_epochs`` sets the warm-up length in epochs instead (may be
+    fractional). ``grad_clip``: max global gradient norm (``null``: no clipping). Only
+    parameters with ``requires_grad`` are optimised (frozen parts of a model or objective
+    are not). A resumed run takes these settings and the schedule from the current config
+    and only the optimiser's state from the checkpoint (:mod:`facecore.train.optim`):
+    raising ``epochs`` continues on the schedule of the new horizon.
     """
 
-    name: str = choices(OPTIMIZERS, "adam")
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    RENAMED: ClassVar[dict[str, str]] = {
+        key: "the per-epoch 'step' schedule was removed; optim.scheduler is one of "
+        + " | ".join(SCHEDULERS) + " (stepped per batch)"
+        for key in ("step_size", "gamma")
+    }
+
+    name: str = choices(OPTIMIZERS, "adamw")
+    lr: float | None = None
+    weight_decay: float = 0.05
     momentum: float = 0.9
-    scheduler: str = choices(SCHEDULERS, "cosine")
-    step_size: int = 10
-    gamma: float = 0.1
+    scheduler: str = choices(SCHEDULERS, "onecycle")
+    warmup_epochs: float | None = None
     epochs: int = 10
     grad_clip: float | None = None
 
@@ -300,8 +363,10 @@ def build_section(cls: type, data: Any, prefix: str = "") -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[key] = build_section(tp, value, dotted)
             continue
-        kwargs[key] = _coerce(value, tp, dotted)
         allowed = fields[key].metadata.get("choices")
+        if allowed and isinstance(value, bool) and ("on" if value else "off") in allowed:
+            value = "on" if value else "off"  # YAML 1.1 reads a bare off / on as a boolean
+        kwargs[key] = _coerce(value, tp, dotted)
         if allowed and kwargs[key] is not None and kwargs[key] not in allowed:
             raise ConfigError(f"{dotted} must be one of {' | '.join(allowed)}, got {kwargs[key]!r}")
     return cls(**kwargs)
@@ -320,6 +385,59 @@ def check_include(include: dict[str, list[int]] | None, key: str = "data.include
             raise ConfigError(f"{key} has an empty label name")
         if not values:
             raise ConfigError(f"{key}.{label} must list at least one value, got []")
+
+
+def check_data(d: DataConfig) -> None:
+    """The one validator of the ``data`` keys that need more than a type or a choice
+    list (``age_range``, ``csv``, ``crop_fraction`` / ``horizontal_flip`` through
+    :class:`~facecore.data.PreprocessConfig`'s own validator, ``cache_dir``); each problem
+    is one :class:`ConfigError` line naming the key."""
+    entry = DATASETS[d.name]
+    if d.age_range is not None:
+        if not entry.age_reader:
+            ages = " | ".join(n for n, e in DATASETS.items() if e.age_reader)
+            raise ConfigError(
+                f"data.age_range applies to the age datasets ({ages}), not data.name={d.name!r}"
+            )
+        if len(d.age_range) != 2 or d.age_range[0] < 0 or d.age_range[0] > d.age_range[1]:
+            raise ConfigError(
+                f"data.age_range must be [MIN, MAX] years with 0 <= MIN <= MAX, got {d.age_range}"
+            )
+    if d.csv is not None and entry.csv_splits is None:
+        fixed = " | ".join(n for n, e in DATASETS.items() if e.csv_splits)
+        raise ConfigError(
+            f"data.csv (the CORAL paper's fixed train/valid/test CSVs) applies to {fixed}, not "
+            f"data.name={d.name!r}"
+        )
+    from facecore.data.transforms import PreprocessConfig
+
+    try:  # PreprocessConfig is the one validator of these values
+        PreprocessConfig(
+            input_size=d.image_size, horizontal_flip=d.horizontal_flip,
+            crop_fraction=d.crop_fraction,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("preprocess.", "data.", 1)) from None
+    if d.cache_dir is not None and d.cache != "disk":
+        raise ConfigError(f"data.cache_dir applies to data.cache=disk, got data.cache={d.cache!r}")
+
+
+def check_model(m: ModelConfig) -> None:
+    """The ``model.pretrained`` / ``model.freeze`` checks that need no file (the file is
+    read before training starts, :func:`facecore.train.runner.fit`)."""
+    if m.pretrained is not None and not m.pretrained.strip():
+        raise ConfigError("model.pretrained must be a file path or null, got ''")
+    if m.freeze is not None:
+        bad = [s for s in m.freeze if s not in STAGES and s != "all"]
+        if bad or (len(m.freeze) > 1 and "all" in m.freeze):
+            raise ConfigError(
+                f"model.freeze must list stages of {' | '.join(STAGES)} (or be [all]), got {m.freeze}"
+            )
+        if m.freeze and m.backbone not in RESNET_LAYERS:
+            raise ConfigError(
+                f"model.freeze applies to ResNet backbones ({' | '.join(RESNET_LAYERS)}), "
+                f"not model.backbone={m.backbone!r}"
+            )
 
 
 def validate_common(cfg: TrainConfig) -> None:
@@ -346,9 +464,17 @@ def validate_common(cfg: TrainConfig) -> None:
     check_include(d.include)
     if d.max_train_samples is not None:
         positive("data.max_train_samples", d.max_train_samples, 1)
-    if o.lr <= 0:
-        raise ConfigError(f"optim.lr must be > 0, got {o.lr}")
+    check_data(d)
+    check_model(cfg.model)
+    if o.lr is not None and not o.lr > 0:
+        raise ConfigError(f"optim.lr must be > 0, got {o.lr} (null: the backbone's default)")
+    if not o.weight_decay >= 0:
+        raise ConfigError(f"optim.weight_decay must be >= 0, got {o.weight_decay}")
     positive("optim.epochs", o.epochs, 1)
+    if o.warmup_epochs is not None and not 0 <= o.warmup_epochs < o.epochs:
+        raise ConfigError(
+            f"optim.warmup_epochs must be in [0, optim.epochs={o.epochs}), got {o.warmup_epochs}"
+        )
     positive("run.workers", r.workers, 0)
     positive("run.num_to_keep", r.num_to_keep, 1)
     positive("run.max_failures", r.max_failures, -1)

@@ -9,10 +9,11 @@
 // 2. torch::jit::load()s a model written by facecore.export_model and checks that the
 //    library implements the op-set version the model was exported with.
 // 3. Reads a binary PPM (P6) or PGM (P5) image, scales it to [0, 1] and, when it is not
-//    already S x S (S = the model's input_size), resizes the shorter side to the model's
-//    `resize` and center-crops S x S, as Python's predictor does (bilinear, antialiased; the
-//    predictor resizes with Pillow, so pass an image preprocessed to S x S for bit-identical
-//    results).
+//    already S x S (S = the model's input_size; an S x S image is taken as preprocessed),
+//    keeps the centred square of the model's `crop_fraction` of the shorter side (when
+//    < 1), resizes the shorter side to the model's `resize` and center-crops S x S, as
+//    Python's predictor does (bilinear, antialiased; the predictor resizes with Pillow, so
+//    pass an image preprocessed to S x S for bit-identical results).
 // 4. Runs forward() on the [1, 3, S, S] batch (the exported module normalises) and prints
 //    the age (expected rank + age_offset), the predicted class and the class probabilities.
 //
@@ -20,7 +21,9 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -125,10 +128,22 @@ Image read_pnm(const std::string& path) {
   }
 }
 
-// [1, 3, S, S] float in [0, 1]: gray is replicated; non-S x S images are resized (shorter
-// side to `resize`, or the whole image to resize x resize when `square`; bilinear with
+// Python's round() (half to even, the predictor's rounding) of a non-negative value.
+int64_t round_half_even(double v) { return static_cast<int64_t>(std::nearbyint(v)); }
+
+// The centred h x w window of x [1, C, H, W], placed as the predictor's CenterCrop.
+torch::Tensor center_crop(const torch::Tensor& x, int64_t h, int64_t w) {
+  const int64_t top = round_half_even((x.size(2) - h) / 2.0);
+  const int64_t left = round_half_even((x.size(3) - w) / 2.0);
+  return x.slice(2, top, top + h).slice(3, left, left + w);
+}
+
+// [1, 3, S, S] float in [0, 1]: gray is replicated; non-S x S images keep the centred
+// square of `crop_fraction` x the shorter side (when < 1), are resized (shorter side to
+// `resize`, or the whole image to resize x resize when `square`; bilinear with
 // antialiasing) and center-cropped to S x S.
-torch::Tensor to_batch(const Image& img, int64_t size, int64_t resize, bool square) {
+torch::Tensor to_batch(const Image& img, int64_t size, int64_t resize, bool square,
+                       double crop_fraction) {
   auto hwc = torch::from_blob(const_cast<float*>(img.data.data()),
                               {img.height, img.width, img.channels}, torch::kFloat32);
   auto x = hwc.permute({2, 0, 1}).unsqueeze(0).contiguous().clone();
@@ -136,20 +151,28 @@ torch::Tensor to_batch(const Image& img, int64_t size, int64_t resize, bool squa
     x = x.expand({1, 3, img.height, img.width}).contiguous();
   }
   if (img.height != size || img.width != size) {
-    std::cerr << "note: resizing " << img.width << "x" << img.height
+    int64_t ih = img.height;
+    int64_t iw = img.width;
+    if (crop_fraction < 1.0) {
+      const int64_t side =
+          std::max<int64_t>(1, round_half_even(crop_fraction * std::min(ih, iw)));
+      std::cerr << "note: keeping the centred " << side << "x" << side << " square (crop_fraction "
+                << crop_fraction << ")\n";
+      x = center_crop(x, side, side).contiguous();
+      ih = iw = side;
+    }
+    std::cerr << "note: resizing " << iw << "x" << ih
               << (square ? " (to a square of " : " (shorter side ") << resize
               << " px) and center-cropping " << size << "x" << size
               << " in C++; results differ slightly from Pillow's\n";
-    const bool tall = img.height >= img.width;
-    int64_t h = tall ? static_cast<int64_t>(resize * img.height / img.width) : resize;
-    int64_t w = tall ? resize : static_cast<int64_t>(resize * img.width / img.height);
+    const bool tall = ih >= iw;
+    int64_t h = tall ? static_cast<int64_t>(resize * ih / iw) : resize;
+    int64_t w = tall ? resize : static_cast<int64_t>(resize * iw / ih);
     if (square) {
       h = w = resize;
     }
     x = at::_upsample_bilinear2d_aa(x, {h, w}, /*align_corners=*/false).clamp(0.0, 1.0);
-    const int64_t top = static_cast<int64_t>(std::lround((h - size) / 2.0));
-    const int64_t left = static_cast<int64_t>(std::lround((w - size) / 2.0));
-    x = x.slice(2, top, top + size).slice(3, left, left + size).contiguous();
+    x = center_crop(x, size, size).contiguous();
   }
   return x;
 }
@@ -208,11 +231,14 @@ int run(int argc, char** argv) {
   const int64_t resize = model.hasattr("resize") ? model.attr("resize").toInt() : size;
   const bool square =
       model.hasattr("resize_mode") && model.attr("resize_mode").toStringRef() == "square";
+  // exports before crop_fraction existed crop nothing
+  const double crop_fraction =
+      model.hasattr("crop_fraction") ? model.attr("crop_fraction").toDouble() : 1.0;
   const double age_offset = model.attr("age_offset").toDouble();
   const auto names = model.attr("class_names").toList();
 
   const Image img = read_pnm(image_path);
-  const torch::Tensor batch = to_batch(img, size, resize, square);
+  const torch::Tensor batch = to_batch(img, size, resize, square, crop_fraction);
 
   c10::InferenceMode guard;
   const auto out = model.forward({batch}).toGenericDict();

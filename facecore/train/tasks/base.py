@@ -147,6 +147,13 @@ class Task:
         """Classes the model predicts (ages, 2, identities) given the whole dataset."""
         return int(targets.max()) + 1 if len(targets) else 0
 
+    def bind_dataset(self, cfg: Any, dataset: Dataset) -> Any:
+        """Check ``cfg`` against the opened dataset (raise ``ConfigError`` naming the key
+        where they disagree) and return ``cfg`` with what the dataset decides filled in
+        (e.g. the age offset); the default returns ``cfg`` unchanged. Called by
+        :func:`facecore.train.datasets.build_splits` (``Splits.config``)."""
+        return cfg
+
     def check_split(self, cfg: Any, split: str, labels: torch.Tensor) -> None:
         """Refuse (``ConfigError`` naming ``split``) an evaluation split (``valid`` /
         ``test``) the task's metrics cannot be computed on."""
@@ -168,6 +175,11 @@ class Task:
     def build_objective(self, cfg: Any, model: nn.Module, splits: Splits) -> Objective:
         """The :class:`Objective` training ``model`` (and any other trained part)."""
         raise NotImplementedError
+
+    def initialize(self, cfg: Any, model: nn.Module, splits: Splits, *, loaded: frozenset[str]) -> None:
+        """Called once before a run trains from scratch (never when it resumes), after
+        ``model.pretrained`` was loaded: e.g. initialise a head from the training labels.
+        ``loaded``: the model's state-dict keys the pretrained weights set (leave those)."""
 
     # -- evaluation --------------------------------------------------------------------
     def outputs(self, cfg: Any, model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
