@@ -446,6 +446,7 @@ def run_sweep(
     address: str | None = None,
     verbose: int = 0,
     out: TextIO | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> SweepResult:
     """Run (or continue) the sweep ``<storage>/<name>`` of ``base`` over ``space``.
 
@@ -479,7 +480,8 @@ def run_sweep(
 
     Raises :class:`ConfigError` (one line naming the key / argument) before any trial
     starts. Returns a :class:`SweepResult`; prints one line per finished trial and the
-    table to ``out`` (default stdout).
+    table to ``out`` (default stdout). ``callbacks``: extra ``ray.tune.Callback`` objects
+    for the Tune driver loop (after the progress printer).
     """
     out = sys.stdout if out is None else out
     if search not in ("grid", "optuna"):
@@ -603,7 +605,7 @@ def run_sweep(
             str(path), trainable=trainable, resume_unfinished=True, resume_errored=True,
         )
         # Tune restores the callbacks it saved; this run's progress printer replaces them
-        tuner._local_tuner.get_run_config().callbacks = [progress]  # noqa: SLF001
+        tuner._local_tuner.get_run_config().callbacks = [progress, *callbacks]  # noqa: SLF001
     else:
         tuner = tune.Tuner(
             trainable,
@@ -624,7 +626,7 @@ def run_sweep(
                 name=name,
                 storage_path=str(storage_path),
                 verbose=0 if verbose < 2 else 1,
-                callbacks=[progress],
+                callbacks=[progress, *callbacks],
             ),
         )
     t0 = time.perf_counter()

@@ -112,7 +112,8 @@ def trial_config(config: Mapping[str, Any], trial_id: str) -> TrainConfig:
     overrides.update({
         "run.name": trial_id,
         "run.storage": s["trials_dir"],
-        "run.output": None,
+        # fit() writes its own history.json / config.yaml in run.output: not over the trial's
+        "run.output": str(Path(s["trials_dir"]) / trial_id / "train"),
         "run.workers": int(s["workers"]),
         "run.use_gpu": gpus > 0,
         "run.cpus_per_worker": float(s["cpus_per_worker"]),
