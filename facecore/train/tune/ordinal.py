@@ -62,7 +62,9 @@ def sweep_ordinal_heads(
     """Sweep the ordinal heads (and ``lrs``, and ``space``) of an age config with
     :func:`run_sweep` (``kwargs``: its keyword arguments: ``seeds``, ``asha``,
     ``workers_per_trial``, ...). ``base`` defaults to ``age_coral_synthetic`` reduced by
-    :data:`TUNE_SMALL`. The objective is the age task's ``val_mae`` (min); the final
-    evaluation gives ``test_mae`` per trial."""
+    :data:`TUNE_SMALL`. The objective defaults to ``val_mae`` (min), whatever the
+    config's ``run.score``; the final evaluation gives ``test_mae`` per trial."""
     base = base if base is not None else load_config("age_coral_synthetic", TUNE_SMALL)
+    if kwargs.get("objectives") is None:  # not the config's run.score (e.g. "epoch")
+        kwargs["objectives"] = [("val_mae", "min")]
     return run_sweep(base, ordinal_space(heads, lrs, space), name=name, storage=storage, **kwargs)

@@ -264,7 +264,11 @@ def _fmt_pm(c: Mapping[str, Any], k: str) -> str:
     m, s = c.get(f"{k}_mean"), c.get(f"{k}_sd")
     if not _numeric(m):
         return "-"
-    return f"{m:.3f} ± {s:.3f}" if _numeric(s) else f"{m:.3f}"
+
+    def num(v: float) -> str:  # 3 decimals, or 3 significant digits for small values
+        return f"{v:.3f}" if v == 0 or abs(v) >= 0.01 else f"{v:.3g}"
+
+    return f"{num(m)} ± {num(s)}" if _numeric(s) else num(m)
 
 
 def _write_table(rows: Sequence[Mapping[str, Any]], prefix: Path) -> dict[str, Path]:
@@ -306,10 +310,11 @@ def _trial_summary(sweep: Mapping[str, Any], trial) -> str:
     text = f"{epochs}/{max_epochs} epochs"
     if epochs < max_epochs:
         text += " (stopped early by ASHA)"
-    best = _best_entry(history)
+    latest = sweep.get("checkpoint") == "latest"
+    best = (history[-1] if history else None) if latest else _best_entry(history)
     if best is not None:
         objs = ", ".join(f"{m} {_fmt(best.get(m))}" for m, _ in sweep["objectives"])
-        text += f"; best epoch {int(best['epoch'])}: {objs}"
+        text += f"; {'last' if latest else 'best'} epoch {int(best['epoch'])}: {objs}"
     if "time_total_s" in last:
         text += f"; {last['time_total_s']:.0f} s"
     return text
@@ -555,6 +560,7 @@ def run_sweep(
         "gpus_per_worker": float(gpus_per_trial),
         "cpus_per_worker": float(cpus_per_worker),
         "trials_dir": str(path / TRIALS_DIR),
+        "checkpoint": checkpoint,
     }
     if workers_per_trial > 1:  # the trial drives a TorchTrainer; its workers hold the CPUs
         resources = {"cpu": DRIVER_CPUS}

@@ -229,6 +229,11 @@ def sweep_trial(config: dict[str, Any]) -> None:
     _record_start(run_dir, trial_id)
     if int(s["workers"]) > 1:
         from facecore.train.runner import fit
+
+        # The sweep sized its concurrency to the cluster, so the workers' resources exist;
+        # on a busy node their processes can take longer than Ray Train's 60 s to start
+        # (measured on 2 shared CPUs), which Train would count as a failed start.
+        os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
         from facecore.train.tune.callbacks import ForwardToTune
 
         fit(cfg, finalize_run=False, callbacks=[ForwardToTune(str(run_dir), s)])
