@@ -5,6 +5,7 @@
 #
 #   make test        unit tests (what CI runs)
 #   make demo        the main job
+#   make demo-privacy  a semi-adversarial privacy network on synthetic faces (grid + report)
 #   make bench       benchmarks (pytest-benchmark)
 #   make cuda-check  compile the CUDA kernels (torch 2.14.1 + CUDA 13) and
 #                    check every op has a CUDA kernel; no GPU needed
@@ -39,7 +40,7 @@ DEPS_CMD := import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['proj
 	o = p['optional-dependencies']; \
 	print(' '.join(p['dependencies'] + o['test'] + o['ray'] + o['plot'] + o['detect'] + o['analysis']))
 
-.PHONY: all venv deps build test bench demo cuda-check lint clean
+.PHONY: all venv deps build test bench demo demo-privacy cuda-check lint clean
 
 all: test
 
@@ -70,6 +71,9 @@ bench: build
 
 demo: build
 	$(PY) -m facecore.demo
+
+demo-privacy: build
+	$(PY) -m facecore.cli train --config san_demo --storage runs && ls runs/san-demo/privacy
 
 lint: deps
 	$(PY) -m ruff check facecore tests benchmarks tune setup.py

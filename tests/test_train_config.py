@@ -9,6 +9,7 @@ from facecore.train.config import (
     ConfigError,
     EmbeddingConfig,
     GenderConfig,
+    SANConfig,
     apply_overrides,
     check_data_root,
     config_from_dict,
@@ -23,7 +24,7 @@ def test_packaged_configs_load_and_have_the_task_class():
     names = packaged_configs()
     assert "age_coral_synthetic.yaml" in names
     kinds = {type(load_config(n)) for n in names}
-    assert kinds == {AgeConfig, GenderConfig, EmbeddingConfig}
+    assert kinds == {AgeConfig, GenderConfig, EmbeddingConfig, SANConfig}
     demo = load_config("age_coral_synthetic")
     assert (demo.task, demo.ordinal.head, demo.run.workers, demo.data.name) == (
         "age", "coral", 2, "synthetic",
@@ -121,7 +122,7 @@ def test_bad_values_raise_one_line_naming_the_key(overrides, match):
 
 
 def test_task_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"task must be one of age \| gender \| embedding, got 'x'"):
+    with pytest.raises(ConfigError, match=r"task must be one of age \| gender \| embedding \| san, got 'x'"):
         config_from_dict({"task": "x"})
     with pytest.raises(ConfigError, match=r"task 'gender' does not match the config file's task 'age'"):
         load_config("age_coral_synthetic", task="gender")

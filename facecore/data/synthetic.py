@@ -10,7 +10,7 @@ with soft masks; small features only inside batch-wide pixel windows). :meth:`ba
 :meth:`SyntheticFaces.render_batch` and ``__getitems__`` (used by torch's ``DataLoader``)
 render ~1,600 images/s at 64 px on one busy core (~500/s one at a time; the former
 per-image renderer did ~600/s there). Item ``i`` depends only on ``(seed, i, image_size,
-num_classes, num_identities, age_range)`` and is bit-identical whether rendered alone or in
+num_classes, num_identities, age_range, pose_jitter)`` and is bit-identical whether rendered alone or in
 any batch: every parameter is a counter-based hash of ``(seed, i)`` or ``(seed, identity)``
 and every pixel operation is element-wise (no reductions across pixels or images).
 
@@ -172,12 +172,16 @@ def face_parameters(
     gender: np.ndarray,
     race: np.ndarray,
     t: np.ndarray,
+    pose_jitter: float = 1.0,
     cue_gender: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Rendering parameters (float64 ``[B]`` or ``[B, 3]`` arrays) of generator items ``index``.
 
     Identity traits hash ``(seed, identity)``, nuisance hashes ``(seed, index)``; ``t`` in
     [0, 1] is the normalised true age. Row ``b`` depends only on row ``b`` of the inputs.
+    ``pose_jitter`` scales the pose nuisance (rotation, shift, scale around its mean 0.98):
+    1 is the default spread, 0 puts every face at the same pose (the same draws are used,
+    so only the pose changes).
     ``cue_gender``: per gender cue (see :data:`GENDER_CUES`), the ``[B]`` gender that cue is
     drawn with instead of ``gender`` (the draws themselves are unchanged).
     """
@@ -222,11 +226,13 @@ def face_parameters(
     g = np.clip((a - grey_onset) / 0.45, 0.0, 1.0)
     p["grey"] = g * g * (3.0 - 2.0 * g)  # smoothstep
     p["wrinkle"] = np.clip((a - 0.15) / 0.85, 0.0, 1.0) * wrinkle
-    th = n.normal(math.radians(6.0))
+    j = float(pose_jitter)
+    th = n.normal(math.radians(6.0)) * j
     p["cos"] = np.array([math.cos(x) for x in th])
     p["sin"] = np.array([math.sin(x) for x in th])
-    p["scale"] = n.u(0.88, 1.08)
-    p["tx"], p["ty"] = n.normal(0.04), n.normal(0.04)
+    scale = n.u(0.88, 1.08)
+    p["scale"] = scale if j == 1.0 else 0.98 + (scale - 0.98) * j  # j = 1: bit-identical
+    p["tx"], p["ty"] = n.normal(0.04) * j, n.normal(0.04) * j
     p["bg"] = n.u(0.15, 0.9, 3)
     gx, gy = n.normal(), n.normal()
     gn = 0.18 / (np.sqrt(gx * gx + gy * gy) + 1e-6)
@@ -666,6 +672,9 @@ class SyntheticFaces(FaceDataset):
         split: ``"train"`` / ``"valid"`` / ``"test"`` (by ``split_seed`` over
             ``range(num_samples)``, :func:`facecore.data.make_splits`) or ``None`` (all).
         cache: keep rendered images (uint8) in memory after the first access.
+        pose_jitter: scale of the per-image pose nuisance (rotation, shift, scale); 1 is
+            the default, smaller values align the faces (sharper mean faces, e.g. for the
+            gender prototypes of :mod:`facecore.privacy`), 0 fixes the pose.
         gender_cues: plant a group-dependent gender cue (a known bias): ``{race: cues}``
             maps a skin-tone group to the subset of :data:`GENDER_CUES` that follow the
             gender label for its identities; the other cues of that group are drawn with an
@@ -697,6 +706,7 @@ class SyntheticFaces(FaceDataset):
         split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
         split_seed: int | None = None,
         cache: bool = False,
+        pose_jitter: float = 1.0,
         gender_cues: dict[int, Sequence[str]] | None = None,
     ) -> None:
         if not isinstance(num_samples, int) or num_samples < 1:
@@ -711,6 +721,8 @@ class SyntheticFaces(FaceDataset):
                 f"age_range {tuple(age_range)} spans {hi - lo + 1} years, fewer than "
                 f"num_classes={num_classes}"
             )
+        if not isinstance(pose_jitter, int | float) or not 0.0 <= float(pose_jitter) <= 2.0:
+            raise ValueError(f"pose_jitter must be a number in [0, 2], got {pose_jitter!r}")
         if num_identities is None:
             num_identities = max(2, num_samples // 8)
         if not isinstance(num_identities, int) or num_identities < 1:
@@ -721,6 +733,7 @@ class SyntheticFaces(FaceDataset):
         self.num_identities = num_identities
         self.num_races = 3
         self.seed = int(seed)
+        self.pose_jitter = float(pose_jitter)
         self.transform = transform
         self.age_range = (lo, hi)
         self.split = split
@@ -761,6 +774,7 @@ class SyntheticFaces(FaceDataset):
             t = (lab["age_years"][q] - lo) / max(1, hi - lo)
             p = face_parameters(
                 self.seed, self.indices[q], lab["identity"][q], lab["gender"][q], lab["race"][q], t,
+                self.pose_jitter,
                 self._cue_gender(q),
             )
             render_faces(p, S, out[c0 : c0 + len(q)])

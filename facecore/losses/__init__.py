@@ -11,6 +11,9 @@ compose, named as in pytorch-metric-learning (PML): ``losses``, ``distances``, `
 
 Margin-softmax heads (ArcFace, CosFace, SphereFace) hold trained class weights and live
 in :mod:`facecore.models.margin`.
+
+* privacy: :class:`SANObjective` and the semi-adversarial network's loss terms
+  (:mod:`facecore.losses.san`)
 """
 
 from facecore.losses import distances, miners
@@ -24,6 +27,7 @@ from facecore.losses.miners import (
     TripletMiner,
 )
 from facecore.losses.ordinal import CoralLoss, CornLoss
+from facecore.losses.san import SANObjective
 from facecore.losses.softmax import SoftmaxLoss
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "CosineSimilarity",
     "LpDistance",
     "MatchingLoss",
+    "SANObjective",
     "SoftmaxLoss",
     "TripletMarginLoss",
     "TripletMarginMiner",

@@ -12,6 +12,8 @@ face embedders and margin-softmax heads, all scriptable and exportable.
 * :mod:`facecore.models.margin`: :class:`ArcFace`, :class:`CosFace`, :class:`SphereFace`.
 * :mod:`facecore.models.factory`: :func:`build_model`, :func:`model_checkpoint`,
   :func:`model_from_checkpoint`, :func:`load_weights`.
+* :mod:`facecore.models.san`: :class:`SANAutoencoder` (semi-adversarial network for gender
+  privacy), :class:`GrayscaleAdapter`, :func:`san_from_config`.
 * :mod:`facecore.models.weights`: :func:`importance_weights_from_labels`.
 """
 
@@ -36,6 +38,7 @@ from facecore.models.ordinal import (
     label_prior,
 )
 from facecore.models.pretrained import PretrainedReport, freeze_stages, load_pretrained
+from facecore.models.san import GrayscaleAdapter, SANAutoencoder, san_from_config
 from facecore.models.weights import importance_weights_from_labels
 
 __all__ = [
@@ -50,9 +53,11 @@ __all__ = [
     "CosFace",
     "FaceEmbedder",
     "GenderClassifier",
+    "GrayscaleAdapter",
     "NiuHead",
     "PretrainedReport",
     "ResNet",
+    "SANAutoencoder",
     "SmallCNN",
     "SphereFace",
     "build_backbone",
@@ -66,4 +71,5 @@ __all__ = [
     "load_weights",
     "model_checkpoint",
     "model_from_checkpoint",
+    "san_from_config",
 ]

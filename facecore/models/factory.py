@@ -77,17 +77,25 @@ def _build_binary(config: dict[str, Any], args: dict[str, Any]) -> nn.Module:
     return BinaryAttributeClassifier(args.pop("backbone"), attribute, class_names, **args)
 
 
+def _build_san(config: dict[str, Any], args: dict[str, Any] | None) -> nn.Module:
+    from facecore.models.san import san_from_config  # the privacy autoencoder, no backbone
+
+    return san_from_config(config, build=build_model)
+
+
 def _build_embedding(config: dict[str, Any], args: dict[str, Any]) -> nn.Module:
     return FaceEmbedder(args.pop("backbone"), int(config.get("embedding_dim", 128)), **args)
 
 
 #: ``config["task"]`` -> ``builder(config, args)``; ``args`` holds ``backbone``,
-#: ``width``, ``in_channels``, ``backbone_options`` and ``dropout`` from the config.
+#: ``width``, ``in_channels``, ``backbone_options`` and ``dropout`` from the config
+#: (the SAN has no backbone: its builder reads its own keys and gets ``args=None``).
 MODEL_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], nn.Module]] = {
     "age": _build_age,
     "gender": _build_binary,
     "binary": _build_binary,
     "embedding": _build_embedding,
+    "san": _build_san,
 }
 
 
@@ -98,6 +106,8 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     task = config.get("task")
     if task not in MODEL_BUILDERS:
         raise ValueError(f"config['task'] must be one of {list(MODEL_BUILDERS)}, got {task!r}")
+    if task == "san":
+        return MODEL_BUILDERS[task](config, None)
     args = _backbone_args(config)
     args["dropout"] = float(config.get("dropout", 0.0))
     return MODEL_BUILDERS[task](config, args)

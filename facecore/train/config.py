@@ -33,7 +33,6 @@ Rules
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from importlib import resources
 from pathlib import Path
@@ -47,6 +46,7 @@ from facecore.train.sections import (
     OptimConfig,
     RunSettings,
     TrainConfig,
+    apply_overrides,
     build_section,
     check_run_name,
     validate_common,
@@ -55,6 +55,7 @@ from facecore.train.tasks import TASKS, get_task
 from facecore.train.tasks.age import AgeConfig, OrdinalOptions
 from facecore.train.tasks.embedding import EmbeddingConfig, MetricOptions
 from facecore.train.tasks.gender import BinaryOptions, GenderConfig
+from facecore.train.tasks.san import SANConfig, SANOptions, Stage1Options
 
 __all__ = [
     "AgeConfig",
@@ -68,6 +69,9 @@ __all__ = [
     "OptimConfig",
     "OrdinalOptions",
     "RunSettings",
+    "SANConfig",
+    "SANOptions",
+    "Stage1Options",
     "TrainConfig",
     "apply_overrides",
     "check_data_root",
@@ -141,46 +145,6 @@ def check_data_root(cfg: TrainConfig) -> None:
 
 
 # ----------------------------------------------------------------- overrides
-
-
-def _parse_value(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        return text
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
-    """Return a copy of the nested dict ``data`` with ``dotted.key=value`` overrides applied.
-
-    Values given as strings are parsed as YAML. Keys are checked later by
-    :func:`config_from_dict`; a malformed override (no ``=``, empty key) raises
-    :class:`ConfigError` here.
-    """
-    out = copy.deepcopy(data)
-    items: list[tuple[str, Any]] = []
-    if isinstance(overrides, dict):
-        items = list(overrides.items())
-    else:
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise ConfigError(f"override must look like section.key=value, got {item!r}")
-            items.append((key.strip(), _parse_value(value)))
-    for key, value in items:
-        parts = key.split(".")
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(
-                    f"override {key!r}: {'.'.join(parts[: i + 1])} is not a section"
-                )
-            node = child
-        node[parts[-1]] = value
-    return out
 
 
 # ---------------------------------------------------------------------- files

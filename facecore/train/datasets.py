@@ -99,7 +99,7 @@ def preprocess_for(cfg: DataConfig) -> T.PreprocessConfig:
         base, resize = T.CORAL_PREPROCESS, round(cfg.image_size * 128 / 120)
     return T.PreprocessConfig(
         input_size=cfg.image_size, resize=resize, mean=base.mean, std=base.std,
-        grayscale=base.grayscale, horizontal_flip=cfg.horizontal_flip if cfg.augment else 0.0,
+        grayscale=base.grayscale or cfg.grayscale, horizontal_flip=cfg.horizontal_flip if cfg.augment else 0.0,
         crop_fraction=cfg.crop_fraction,
     )
 
@@ -114,6 +114,8 @@ def reader_options(cfg: DataConfig) -> dict[str, Any]:
         )
         if cfg.num_identities is not None:
             options["num_identities"] = cfg.num_identities
+        if cfg.pose_jitter is not None:
+            options["pose_jitter"] = cfg.pose_jitter
         return options
     options = {}
     if cfg.age_range is not None:
@@ -211,7 +213,7 @@ def build_splits(cfg: TrainConfig, *, cache: bool = True) -> Splits:
     ``cache=False`` ignores ``data.cache`` (e.g. to evaluate the test split only)."""
     task = get_task(cfg.task)
     d = cfg.data
-    preprocess = preprocess_for(d)
+    preprocess = task.preprocess(cfg, preprocess_for(d))
     base = open_data(d)
     key = task.label_key
     split_by = task.splits_by(cfg)

@@ -43,7 +43,8 @@ def predict_dataset(
     device: torch.device | str = "cpu",
 ) -> dict[str, torch.Tensor]:
     """Run ``model`` (eval mode) over ``dataset``: the task's outputs concatenated on CPU,
-    plus ``target`` (the task's label); ``{}`` for an empty dataset."""
+    plus ``target`` (the task's label) and those of the task's ``eval_keys`` the dataset has;
+    ``{}`` for an empty dataset."""
     task = get_task(cfg.task)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     parts: dict[str, list[torch.Tensor]] = {}
@@ -51,6 +52,9 @@ def predict_dataset(
         for images, target in loader:
             out = task.outputs(cfg, model, images.to(device))
             out["target"] = torch.as_tensor(target[task.label_key])
+            for key in task.eval_keys:
+                if key in target:  # e.g. expression: only some datasets have it
+                    out[key] = torch.as_tensor(target[key])
             for k, v in out.items():
                 parts.setdefault(k, []).append(v.detach().cpu())
     return {k: torch.cat(v) for k, v in parts.items()}

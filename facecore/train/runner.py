@@ -299,7 +299,7 @@ def prepare_run(cfg: TrainConfig, out=None) -> TrainConfig:
         t0 = time.perf_counter()
         cache = open_image_cache(dataclasses.replace(
             cfg, data=dataclasses.replace(cfg.data, cache_dir=str(where))
-        ), open_data(cfg.data), preprocess_for(cfg.data))
+        ), open_data(cfg.data), get_task(cfg.task).preprocess(cfg, preprocess_for(cfg.data)))
         if out is not None and cache is not None:
             how = "built" if cache.built else "found"
             print(f"facecore: decoded-image cache {how}: {len(cache)} images, "
@@ -327,8 +327,10 @@ def fit(
     out = sys.stdout if out is None else out
     validate(cfg)
     check_data_root(cfg)
-    score, mode = cfg.score()
     task = get_task(cfg.task)
+    # e.g. stage 1 of a privacy network: its auxiliaries, trained by nested fit calls
+    cfg = task.before_fit(cfg, fit=fit, run_dir=run_path(cfg), out=out if cfg.run.verbose else None)
+    score, mode = cfg.score()
     path = run_path(cfg)
     outdir = output_dir(cfg)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -660,7 +662,12 @@ def finalize(
     )
     export_dir = None
     if export:
-        export_dir = export_checkpoint(model, state, outdir / "export")
+        try:
+            export_dir = export_checkpoint(model, state, outdir / "export")
+        except ValueError as exc:
+            if task.export_required:
+                raise
+            warnings.warn(f"task {cfg.task!r}: the model was not exported ({exc})", stacklevel=2)
     plots: dict[str, Path] = {}
     if plot:
         plots = plot_run(cfg, history or state.get("history", []), test, outdir)

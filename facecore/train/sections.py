@@ -9,6 +9,7 @@ metadata (``field(metadata={"choices": BACKBONES})``); :func:`build_section` che
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -31,6 +32,7 @@ __all__ = [
     "OptimConfig",
     "RunSettings",
     "TrainConfig",
+    "apply_overrides",
     "build_section",
     "check_data",
     "check_include",
@@ -58,7 +60,9 @@ class DataConfig:
     (attributes, gender, identities), ``fairface`` (age groups, gender), ``folders`` (one
     folder per identity, e.g. ORL), ``london`` (Face Research Lab London Set). Readers need
     ``root``. ``num_samples`` / ``num_classes`` / ``num_identities`` describe the synthetic
-    set; ``max_samples`` caps a real set (``null``: all).
+    set, ``pose_jitter`` (``null``: the generator's 1.0) scales its per-image pose nuisance
+    (rotation, shift, scale; lower gives sharper mean faces); ``max_samples`` caps a real
+    set (``null``: all).
 
     Ages: ``age_range: [MIN, MAX]`` (inclusive years; age datasets only) keeps the images
     in that range and makes ``MIN`` class 0 (``age = years - MIN``, ``MAX - MIN + 1``
@@ -92,7 +96,9 @@ class DataConfig:
     that fraction of the shorter side: ``1.0`` for aligned faces, ``0.5`` for FairFace's
     wide-margin crops, where it lowered the label MAE from 2.198 to 1.605 age groups),
     ``horizontal_flip`` (probability of a random left-right flip in training when
-    ``augment``; 0.5: FairFace CORAL 1.836 with it, 1.938 without).
+    ``augment``; 0.5: FairFace CORAL 1.836 with it, 1.938 without), ``grayscale`` (the
+    luma replicated to 3 channels, e.g. the auxiliaries of a privacy network, which see
+    grayscale faces).
 
     ``cache``: decode and resize each image once (:class:`facecore.data.DecodedImageCache`;
     readers only, the synthetic set renders itself): ``memory`` (default; built in each
@@ -109,6 +115,7 @@ class DataConfig:
     image_size: int = 64
     num_classes: int = 8
     num_identities: int | None = None
+    pose_jitter: float | None = None
     max_samples: int | None = None
     age_range: list[int] | None = None
     fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
@@ -121,6 +128,7 @@ class DataConfig:
     augment: bool = True
     horizontal_flip: float = 0.5
     crop_fraction: float = 1.0
+    grayscale: bool = False
     cache: str = choices(CACHE_MODES, "memory")
     cache_dir: str | None = None
     seed: int = 0
@@ -403,6 +411,11 @@ def check_data(d: DataConfig) -> None:
             raise ConfigError(
                 f"data.age_range must be [MIN, MAX] years with 0 <= MIN <= MAX, got {d.age_range}"
             )
+    if d.pose_jitter is not None:
+        if d.name != "synthetic":
+            raise ConfigError(f"data.pose_jitter applies to data.name='synthetic', not {d.name!r}")
+        if not 0 <= d.pose_jitter <= 4:
+            raise ConfigError(f"data.pose_jitter must be in [0, 4], got {d.pose_jitter}")
     if d.csv is not None and entry.csv_splits is None:
         fixed = " | ".join(n for n, e in DATASETS.items() if e.csv_splits)
         raise ConfigError(
@@ -481,3 +494,46 @@ def validate_common(cfg: TrainConfig) -> None:
     if r.cpus_per_worker <= 0:
         raise ConfigError(f"run.cpus_per_worker must be > 0, got {r.cpus_per_worker}")
     check_run_name(r.name, r.storage)
+
+
+# ----------------------------------------------------------------- overrides
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of the nested dict ``data`` with ``dotted.key=value`` overrides applied.
+
+    Values given as strings are parsed as YAML. Keys are checked later by
+    :func:`config_from_dict`; a malformed override (no ``=``, empty key) raises
+    :class:`ConfigError` here.
+    """
+    out = copy.deepcopy(data)
+    items: list[tuple[str, Any]] = []
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"override must look like section.key=value, got {item!r}")
+            items.append((key.strip(), _parse_value(value)))
+    for key, value in items:
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {key!r}: {'.'.join(parts[: i + 1])} is not a section"
+                )
+            node = child
+        node[parts[-1]] = value
+    return out

@@ -40,6 +40,7 @@ from facecore.train.tasks.age import AgeTask
 from facecore.train.tasks.base import METRIC_PREFIX, PROTOCOLS, Objective, Task
 from facecore.train.tasks.embedding import EmbeddingTask
 from facecore.train.tasks.gender import GenderTask
+from facecore.train.tasks.san import SANTask
 
 __all__ = ["METRIC_PREFIX", "PROTOCOLS", "TASKS", "Objective", "Task", "get_task"]
 
@@ -48,6 +49,7 @@ TASKS: dict[str, Task] = {
     "age": AgeTask(),
     "gender": GenderTask(),
     "embedding": EmbeddingTask(),
+    "san": SANTask(),
 }
 
 

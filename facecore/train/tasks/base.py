@@ -106,6 +106,12 @@ class Task:
     config_class: ClassVar[type[TrainConfig]]
     #: the target key the loss and the metrics read (``age``, ``gender``, ``identity``)
     label_key: ClassVar[str]
+    #: ``False``: a failed export at the end of a run is a warning, not an error (a task
+    #: whose model the serving package may not export yet)
+    export_required: ClassVar[bool] = True
+    #: further labels the evaluation outputs carry (``predict_dataset`` adds each as
+    #: ``out[key]``), e.g. ``("identity",)`` for a task whose loss reads ``gender``
+    eval_keys: ClassVar[tuple[str, ...]] = ()
     #: ``"sample"`` (images split at random) or ``"identity"`` (no person in two splits)
     split_by: ClassVar[str] = "sample"
     #: the packaged config ``facecore train --task NAME`` uses without ``--config``
@@ -142,7 +148,21 @@ class Task:
         """A few words for the start-up line (e.g. the head or the loss)."""
         return cfg.model.backbone
 
+    def before_fit(self, cfg: Any, *, fit: Any = None, run_dir: str = "", out: Any = None) -> Any:
+        """Called by :func:`facecore.train.fit` on the driver before the run starts; returns
+        the config the run uses (default: ``cfg``). ``fit``: :func:`facecore.train.fit`
+        (for runs this one needs first), ``run_dir``: the run's ``<storage>/<name>``,
+        ``out``: where to print progress (``None``: quiet). E.g. the privacy network trains
+        or checks its frozen auxiliary models here and fills in their paths."""
+        return cfg
+
     # -- data --------------------------------------------------------------------------
+    def preprocess(self, cfg: Any, default: Any) -> Any:
+        """The run's :class:`~facecore.data.PreprocessConfig` (training and export), given
+        ``default`` = :func:`facecore.train.datasets.preprocess_for` of ``cfg.data``
+        (returned unchanged by default)."""
+        return default
+
     def num_classes(self, cfg: Any, dataset: Dataset, targets: torch.Tensor) -> int:
         """Classes the model predicts (ages, 2, identities) given the whole dataset."""
         return int(targets.max()) + 1 if len(targets) else 0
