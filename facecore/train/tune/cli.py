@@ -38,10 +38,11 @@ def _objective(text: str) -> tuple[str, str]:
 
 
 def add_sweep_arguments(
-    ap: argparse.ArgumentParser, *, default_config: str | None, default_name: str
+    ap: argparse.ArgumentParser, *, default_config: str | None, default_name: str,
+    asha_default: bool = False, num_samples_default: int = 1,
 ) -> None:
     """Add the shared arguments (grouped: base config, search, schedule, resources,
-    output)."""
+    output); ``asha_default``: ASHA on unless ``--no-asha``."""
     b = ap.add_argument_group("base config")
     b.add_argument("--config", default=default_config, required=default_config is None,
                    help="base training config: a YAML file or a packaged name"
@@ -66,16 +67,20 @@ def add_sweep_arguments(
                    metavar="METRIC:MODE", help="objective (repeatable; default: the task's score)")
     s.add_argument("--weights", type=float, nargs="+", metavar="W",
                    help="weights of the objectives in sweep_score (default 1 each)")
-    s.add_argument("--num-samples", type=int, default=1, metavar="N",
-                   help="draws of the sampled kinds (grid search) or Optuna suggestions (default 1)")
+    s.add_argument("--num-samples", type=int, default=num_samples_default, metavar="N",
+                   help="draws of the sampled kinds (grid search) or Optuna suggestions "
+                   f"(default {num_samples_default})")
     s.add_argument("--search", choices=("grid", "optuna"), default="grid",
                    help="grid: Tune's variant generator; optuna: Optuna TPE (the tune extra)")
     s.add_argument("--search-seed", type=int, default=0, metavar="S", help="seed of the sampler")
 
     e = ap.add_argument_group("early stopping")
-    e.add_argument("--asha", action="store_true", help="stop poor trials early (ASHA on sweep_score)")
-    e.add_argument("--grace-period", type=int, default=1, metavar="EPOCHS",
-                   help="epochs before ASHA may stop a trial (default 1)")
+    e.add_argument("--asha", action=argparse.BooleanOptionalAction, default=asha_default,
+                   help="stop poor trials early (ASHA on sweep_score)"
+                   + (" (default on)" if asha_default else ""))
+    e.add_argument("--grace-period", type=int, default=None, metavar="EPOCHS",
+                   help="epochs before ASHA may stop a trial (default 1"
+                   + ("; the SAN sweep: its schedule's" if asha_default else "") + ")")
     e.add_argument("--reduction-factor", type=float, default=2.0, metavar="RF",
                    help="ASHA keeps the top 1/RF at each rung (default 2)")
 
@@ -137,7 +142,7 @@ def sweep_kwargs(a: argparse.Namespace) -> dict[str, Any]:
         "num_samples": a.num_samples,
         "search": a.search,
         "search_seed": a.search_seed,
-        "asha": Asha(a.grace_period, a.reduction_factor) if a.asha else None,
+        "asha": Asha(a.grace_period or 1, a.reduction_factor) if a.asha else None,
         "workers_per_trial": a.workers_per_trial,
         "gpus_per_trial": a.gpus_per_trial,
         "cpus_per_worker": a.cpus_per_worker,

@@ -452,6 +452,7 @@ def run_sweep(
     verbose: int = 0,
     out: TextIO | None = None,
     callbacks: Sequence[Any] = (),
+    relative: Mapping[str, float] | None = None,
 ) -> SweepResult:
     """Run (or continue) the sweep ``<storage>/<name>`` of ``base`` over ``space``.
 
@@ -486,7 +487,9 @@ def run_sweep(
     Raises :class:`ConfigError` (one line naming the key / argument) before any trial
     starts. Returns a :class:`SweepResult`; prints one line per finished trial and the
     table to ``out`` (default stdout). ``callbacks``: extra ``ray.tune.Callback`` objects
-    for the Tune driver loop (after the progress printer).
+    for the Tune driver loop (after the progress printer). ``relative``: ``{metric:
+    reference value}``; every epoch's metrics gain ``<metric>_rel = metric / reference``
+    (usable as an objective, e.g. the SAN's utility relative to the autoencoder-only run).
     """
     out = sys.stdout if out is None else out
     if search not in ("grid", "optuna"):
@@ -553,6 +556,7 @@ def run_sweep(
     path = storage_path / name
     settings = _settings(base, dims, seeds, seed_keys, objs, weights, num_samples, search,
                          search_seed, asha, workers_per_trial, gpus_per_trial, cpus_per_worker)
+    settings["relative"] = {k: float(v) for k, v in (relative or {}).items()}
     sweep = {
         **{k: settings[k] for k in ("seeds", "seed_keys", "objectives", "weights")},
         "base": base_dict,
@@ -561,6 +565,7 @@ def run_sweep(
         "cpus_per_worker": float(cpus_per_worker),
         "trials_dir": str(path / TRIALS_DIR),
         "checkpoint": checkpoint,
+        "relative": {k: float(v) for k, v in (relative or {}).items()},
     }
     if workers_per_trial > 1:  # the trial drives a TorchTrainer; its workers hold the CPUs
         resources = {"cpu": DRIVER_CPUS}

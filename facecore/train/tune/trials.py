@@ -57,6 +57,7 @@ __all__ = [
     "SCORE",
     "STARTS_FILE",
     "TuneSession",
+    "add_relative",
     "epoch_report",
     "prune_checkpoints",
     "scalarised_score",
@@ -91,6 +92,17 @@ def scalarised_score(
             return -math.inf
         total += float(w) * (1.0 if mode == "max" else -1.0) * float(v)
     return total
+
+
+def add_relative(metrics: dict[str, Any], relative: Mapping[str, float]) -> dict[str, Any]:
+    """Add ``<m>_rel = metrics[m] / reference`` for every ``m: reference`` of ``relative``
+    (a sweep's reference run, e.g. the SAN's autoencoder-only utility) that ``metrics``
+    holds; returns ``metrics``."""
+    for m, ref in relative.items():
+        v = metrics.get(m)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            metrics[f"{m}_rel"] = float(v) / float(ref) if ref else math.nan
+    return metrics
 
 
 def trial_seed(config: Mapping[str, Any]) -> int:
@@ -159,11 +171,13 @@ def epoch_report(run_dir: str | Path, metrics: Mapping[str, Any], sweep: Mapping
     """The per-epoch bookkeeping of a trial (module doc); returns what goes to Tune."""
     run_dir = Path(run_dir)
     objectives, weights = sweep["objectives"], sweep["weights"]
-    out = {k: v for k, v in metrics.items() if k != "history"}
+    relative = sweep.get("relative") or {}
+    out = add_relative({k: v for k, v in metrics.items() if k != "history"}, relative)
     out[SCORE] = scalarised_score(out, objectives, weights)
     history = metrics.get("history")
     history = json.loads(history) if isinstance(history, str) else list(history or [out])
     for h in history:
+        add_relative(h, relative)
         h[SCORE] = scalarised_score(h, objectives, weights) if all(m in h for m, _ in objectives) else None
     _write_json(run_dir / HISTORY_FILE, history)
     prune_checkpoints(run_dir, history)
