@@ -123,3 +123,23 @@ def test_check_space_names_the_bad_key_before_anything_runs():
         check_space(parse_space(["run.seed=grid:1,2"]), base, fixed={"run.seed": 0})
     with pytest.raises(ConfigError, match=r"--space optim.epochs=0: "):
         check_space(parse_space(["optim.epochs=randint:0:4"]), base)
+
+
+def test_optuna_search_is_an_extra(tmp_path):
+    """--search optuna: without Optuna one line naming the extra, before Ray starts; with
+    it, Tune's OptunaSearch repeated once per seed."""
+    from facecore.train.tune import run_sweep
+
+    base = load_config("age_coral_synthetic", ["data.num_samples=40"])
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"--search optuna needs Optuna: pip install 'facecore\[tune\]'"):
+            run_sweep(base, ["optim.lr=loguniform:1e-4:1e-2"], name="o", storage=tmp_path, search="optuna")
+        return
+    from ray.tune.search import Repeater
+
+    from facecore.train.tune.sweep import _search_alg
+
+    alg = _search_alg("optuna", 0, [0, 1, 2], 1)
+    assert isinstance(alg, Repeater) and alg.repeat == 3

@@ -20,7 +20,7 @@ import pytest
 from ray_fixtures import ray_session  # noqa: F401
 
 from facecore.train import load_config
-from facecore.train.tune import Asha, run_sweep, sweep_ordinal_heads
+from facecore.train.tune import Asha, sweep_ordinal_heads
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
