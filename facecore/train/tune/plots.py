@@ -55,7 +55,7 @@ def plot_box(
     metric's values over the trials (seeds)."""
     plt = _plt()
     configs = list(configs)[:max_configs]
-    metrics = list(metrics)[:3]
+    metrics = list(metrics)[:4]
     width = max(4.5, 0.9 * len(configs) + 2)
     fig, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), 4.4), squeeze=False)
     for ax, m in zip(axes[0], metrics):

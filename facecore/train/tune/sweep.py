@@ -406,11 +406,20 @@ def _settings(base: TrainConfig, dims, seeds, seed_keys, objectives, weights, nu
     }))
 
 
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+_MISSING = object()
+
+
+def _differences(a: Any, b: Any, prefix: str = "", defaults: Any = _MISSING) -> list[str]:
+    """Dotted keys where stored settings ``a`` and this run's ``b`` differ. A key ``a``
+    lacks (written by an older facecore) is no difference when ``b`` holds its default
+    (``defaults``: the same tree with the default values) or an empty value."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            out += _differences(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+            d = defaults.get(k, _MISSING) if isinstance(defaults, dict) else _MISSING
+            if k not in a and (b[k] in (None, {}, [], ()) or (d is not _MISSING and b[k] == d)):
+                continue
+            out += _differences(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k, d)
         return out
     return [] if a == b else [prefix or "settings"]
 
@@ -582,7 +591,10 @@ def run_sweep(
             stored = None
         if stored is None:
             raise ConfigError(f"{path} holds a Tune experiment that is not a facecore sweep (no {SETTINGS_FILE}); choose another --name")
-        diff = _differences(stored, settings)
+        from facecore.train.config import config_from_dict
+
+        defaults = {"base": config_to_dict(config_from_dict({"task": base.task}))}
+        diff = _differences(stored, settings, defaults=defaults)
         if diff:
             raise ConfigError(
                 f"sweep {name!r} in {storage_path} was started with other settings (differs in "
@@ -822,7 +834,9 @@ def _summarise(name, path, objs, params, rows, front, reference, reference_label
         from facecore.train.tune.plots import plot_box, plot_curves
 
         try:
-            metrics = [_display_metric(m, rows) for m, _ in objs]
+            metrics = []  # each objective (validation) and its final-evaluation counterpart
+            for m, _ in objs:
+                metrics += [m] + ([_display_metric(m, rows)] if _display_metric(m, rows) != m else [])
             res.files["box"] = plot_box(rows, configs, params, metrics, path / "box.png", title=f"sweep {name}")
             res.files["learning_curves"] = plot_curves(
                 rows, configs, params, [m for m, _ in objs], Path(path / TRIALS_DIR),
