@@ -4,8 +4,8 @@ one Ray (2 CPUs):
 * ASHA stops a trial early and the table still lists it (single-worker trials);
 * a sweep interrupted (SIGINT, as Ctrl-C) after its first trial ends resumes by name
   without rerunning the finished trial;
-* 2-worker trials (a TorchTrainer inside the Tune trial): metrics forwarded every epoch,
-  ASHA stops one, and every Train worker / controller is gone afterwards.
+* a 2-worker trial (a TorchTrainer inside the Tune trial): metrics forwarded every epoch,
+  and every Train worker / controller is gone afterwards.
 """
 
 from __future__ import annotations
@@ -114,26 +114,27 @@ def _alive_train_actors():
 
 
 @pytest.mark.timeout(420)
-def test_two_worker_trials_forward_metrics_and_asha_tears_workers_down(ray_session, tmp_path):  # noqa: F811
+def test_a_two_worker_trial_forwards_every_epoch_and_tears_its_workers_down(ray_session, tmp_path):  # noqa: F811
     import ray
 
     cpus = ray.cluster_resources()["CPU"]
     base = load_config("age_coral_synthetic", [*TINY, "optim.epochs=2"])
     res = sweep_ordinal_heads(
-        base, heads=("coral",), lrs=(1e-2, 1e-3), storage=tmp_path, name="workers",
-        objectives=[("lr", "max")], asha=Asha(grace_period=1), workers_per_trial=2,
-        cpus_per_worker=0.5, plot=False, evaluate=None,
+        base, heads=("coral",), lrs=(1e-2,), storage=tmp_path, name="workers",
+        workers_per_trial=2, cpus_per_worker=0.5, plot=False, evaluate=None,
     )
-    by_lr = {t["optim.lr"]: t for t in res.trials}
-    assert by_lr[1e-2]["status"] == "finished" and by_lr[1e-2]["epochs"] == 2
-    assert by_lr[1e-3]["status"] == "stopped early" and by_lr[1e-3]["epochs"] == 1
-    for t in res.trials:
-        # the Train run folder is the trial folder; every epoch reached Tune with its score
-        hist = json.loads((res.path / "trials" / t["trial_id"] / "history.json").read_text())
-        assert [h["epoch"] for h in hist] == list(range(1, t["epochs"] + 1))
-        assert all(math.isfinite(h["sweep_score"]) and h["sweep_score"] == h["lr"] for h in hist)
-        assert math.isfinite(t["val_mae"]) and t["checkpoint"].endswith(f"checkpoint_epoch_{t['epochs']:04d}")
-    # the stopped trial's workers and controller are torn down, their CPUs free again
+    (t,) = res.trials
+    assert t["status"] == "finished" and t["epochs"] == 2
+    folder = res.path / "trials" / t["trial_id"]
+    # the Ray Train run is named by the trial id and lives in the trial folder; rank 0's
+    # metrics reached Tune every epoch (Tune's own record) with the sweep's score
+    assert t["checkpoint"] == str(folder / "checkpoint_epoch_0002")
+    hist = json.loads((folder / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert all(h["sweep_score"] == pytest.approx(-h["val_mae"]) for h in hist)
+    tune_rows = [json.loads(ln) for ln in next(res.path.glob("sweep_trial_*/result.json")).read_text().splitlines()]
+    assert [r["epoch"] for r in tune_rows] == [1, 2] and all("val_mae" in r for r in tune_rows)
+    # the trial's Train controller and workers are gone, their CPUs free again
     deadline = time.monotonic() + 60
     while (_alive_train_actors() or ray.available_resources().get("CPU", 0) < cpus) and time.monotonic() < deadline:
         time.sleep(1)
