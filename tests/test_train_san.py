@@ -34,7 +34,8 @@ S = 32
 SMALL = [
     "data.num_samples=160", "data.num_identities=40", f"data.image_size={S}",
     "data.batch_size=16", "data.fractions=[0.6,0.2,0.2]", "san.decoder_channels=[16,8]",
-    "san.max_impostors=2000", "optim.epochs=3", "run.workers=0", "run.verbose=0",
+    "san.max_impostors=2000", "san.pretrain_epochs=1", "optim.epochs=3", "run.workers=0",
+    "run.verbose=0",
 ]
 
 
@@ -76,7 +77,7 @@ def _cfg(tmp_path, aux, extra=()):
     ("san.pool_levels=3", r"san.pool_levels must be in \[0, 2\]"),
     ("data.image_size=65", "must be a multiple of 2 \\*\\* san.pool_levels"),
     ("san.lambda_gender=-1", "san.lambda_gender must be >= 0"),
-    ("san.pretrain_epochs=6", "leaves no epoch with the gender loss"),
+    ("san.pretrain_epochs=8", "leaves no epoch with the gender loss"),
     ("san.reconstruction=l2", "san.reconstruction must be one of l1 | mse | bce"),
     ("san.prototype_reference=other", "san.prototype_reference must be one of"),
     ("san.sha256={matcher: abc}", "san.sha256.matcher must be 64 hex digits"),
@@ -137,7 +138,7 @@ class _Resume(Session):
 
 
 def test_schedule_frozen_auxiliaries_checkpoint_and_resume(tmp_path, aux):
-    cfg = _cfg(tmp_path, aux, ["san.pretrain_epochs=1", "san.match_warmup_epochs=1"])
+    cfg = _cfg(tmp_path, aux, ["san.pretrain_epochs=1", "san.match_warmup_epochs=1", "san.lambda_match=64"])
     files = {k: _sha(Path(p) / CHECKPOINT_FILE) for k, p in aux.items()}
     clear_cache()
     task = get_task("san")

@@ -178,11 +178,14 @@ def write_run_report(cfg: Any, test: dict[str, torch.Tensor], outdir: str | Path
     models = {}
     for key in ("gender_classifier", "matcher", "unseen_gender_classifier", "unseen_matcher"):
         info = auxiliary(cfg, key)[1]
+        backbone = info["config"].get("backbone") or {}
         models[key] = {"path": getattr(cfg.san, key), "sha256": (cfg.san.sha256 or {}).get(key),
-                       "model": info["config"], "valid": info["valid"]}
+                       "backbone": f"{backbone.get('name')} width {backbone.get('width')}",
+                       "valid": {k: round(float(v), 4) for k, v in info["valid"].items()}}
     meta = {"data": cfg.data.name, "test_faces": int(len(g)),
             "test_identities": int(len(torch.unique(v["identity"]))),
-            "protocol": "identity-disjoint", "san": dict(vars(cfg.san)), "models": models,
+            "protocol": "identity-disjoint", "models": models,
+            "san": {k: v for k, v in vars(cfg.san).items() if k not in models and k != "sha256"},
             "ae_baseline_checkpoint": cfg.san.ae_baseline_checkpoint,
             "cross_photo": "smiling originals vs perturbed neutral photos" if gallery is not None
             else "every pair of different photos"}

@@ -59,8 +59,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_learning_curves(history: list[dict[str, Any]], path: str | Path) -> Path:
-    """Loss (left) and every ``val_*`` metric except baselines (right) per epoch."""
+def plot_learning_curves(
+    history: list[dict[str, Any]], path: str | Path, keys: tuple[str, ...] | None = None
+) -> Path:
+    """Loss (left) and the ``keys`` metrics (default: every ``val_*`` metric except
+    baselines) (right) per epoch."""
     plt = _plt()
     if not history:
         raise ValueError("history is empty: nothing to plot")
@@ -70,11 +73,12 @@ def plot_learning_curves(history: list[dict[str, Any]], path: str | Path) -> Pat
     a.set_xlabel("epoch")
     a.set_ylabel("loss")
     a.legend()
-    keys = [
-        k
-        for k in history[-1]
-        if k.startswith("val_") and k not in ("val_eer_threshold", "val_rank_inconsistent_fraction")
-    ]
+    if keys is None:
+        keys = tuple(
+            k
+            for k in history[-1]
+            if k.startswith("val_") and k not in ("val_eer_threshold", "val_rank_inconsistent_fraction")
+        )
     for k in keys:
         b.plot(epochs, [h.get(k) for h in history], "o-", label=k[4:])
     b.set_xlabel("epoch")

@@ -616,7 +616,8 @@ def plot_run(
     out: dict[str, Path] = {}
     try:
         if history:
-            out["learning_curves"] = P.plot_learning_curves(history, outdir / "learning_curves.png")
+            out["learning_curves"] = P.plot_learning_curves(
+                history, outdir / "learning_curves.png", keys=get_task(cfg.task).curve_metrics)
         if test:
             out.update(get_task(cfg.task).plots(cfg, test, outdir))
     except P.MissingMatplotlib as exc:

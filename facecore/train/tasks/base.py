@@ -106,6 +106,8 @@ class Task:
     config_class: ClassVar[type[TrainConfig]]
     #: the target key the loss and the metrics read (``age``, ``gender``, ``identity``)
     label_key: ClassVar[str]
+    #: the validation metrics the learning-curve plot shows (``None``: every ``val_*``)
+    curve_metrics: ClassVar[tuple[str, ...] | None] = None
     #: ``False``: a failed export at the end of a run is a warning, not an error (a task
     #: whose model the serving package may not export yet)
     export_required: ClassVar[bool] = True

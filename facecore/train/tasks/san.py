@@ -253,6 +253,8 @@ class SANTask(Task):
     eval_keys = ("identity", "expression")
     split_by = "identity"
     default_config = "san_synthetic"
+    curve_metrics = ("val_privacy", "val_utility", "val_gender_acc_sm", "val_gender_acc_op",
+                     "val_match_auc_original", "val_l1_sm")
     # facecore.serving exports a SANAutoencoder once it supports it (prototypes as buffers,
     # optional embedded gender classifier); until then a failed export only warns
     export_required = False
