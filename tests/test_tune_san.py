@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 SMALL = [
     "data.num_samples=160", "data.num_identities=40", "data.image_size=32", "data.batch_size=16",
     "data.fractions=[0.6,0.2,0.2]", "san.decoder_channels=[16,8]", "san.max_impostors=2000",
-    "optim.epochs=2", "run.workers=0", "run.verbose=0",
+    "optim.epochs=2", "san.pretrain_epochs=0", "run.workers=0", "run.verbose=0",
 ]
 TINY_STAGE1 = [
     f"stage1.{k}=[optim.epochs=1, model.width=4, data.augment=false, run.seed={s}]"
