@@ -1,11 +1,11 @@
-"""Ray Train runs (kept few: one session-scoped Ray, four TorchTrainer runs, one Tune sweep).
+"""Ray Train runs (kept few: one session-scoped Ray, four TorchTrainer runs; the Ray Tune
+sweeps are in test_tune_sweep.py and test_tune_san.py).
 
 * age (CORAL, 2 workers): a worker crash after epoch 2 with ``max_failures=1`` is
   recovered from the last checkpoint; a second ``fit`` with the same storage and
   name continues at the next epoch; the exported model predicts in a fresh process.
 * gender and embedding (triplet, P x K batches): 2 workers, 1 epoch, checkpoint +
   metrics.
-* Tune: a 2-trial sweep of ordinal heads.
 """
 
 from __future__ import annotations
@@ -110,16 +110,3 @@ def test_embedding_triplet_run_two_workers(ray_session, tmp_path):  # noqa: F811
     assert 0.0 <= res.metrics["val_eer"] <= 1.0 and 0.0 <= res.metrics["val_auc"] <= 1.0
     assert "test_eer" in res.test_metrics and "roc" in res.plots
     assert load_checkpoint(res.best_checkpoint)["model"]["config"]["embedding_dim"] == 16
-
-
-@pytest.mark.timeout(300)
-def test_tune_sweep_two_trials(ray_session, tmp_path):  # noqa: F811
-    from facecore.train.tune import sweep_ordinal_heads
-
-    base = load_config("age_coral_synthetic", [*TINY, "optim.epochs=1", "run.workers=1"])
-    rows = sweep_ordinal_heads(
-        base, heads=("coral", "corn"), lrs=(3e-3,), storage=tmp_path / "tune", name="sweep"
-    )
-    assert sorted(r["head"] for r in rows) == ["coral", "corn"]
-    assert rows[0]["val_mae"] <= rows[1]["val_mae"]
-    assert all(r["epoch"] == 1 and math.isfinite(r["val_mae"]) for r in rows)

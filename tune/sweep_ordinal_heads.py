@@ -1,53 +1,54 @@
-"""Sweep the ordinal heads (CE, Niu/OR-CNN, CORAL, CORN) and the learning rate with Ray Tune.
+"""Sweep the ordinal heads (CE, Niu et al.'s OR-CNN, CORAL, CORN) with Ray Tune: every
+head x seed (and any other searched key), ASHA, multi-worker trials, resume by name.
 
-    python tune/sweep_ordinal_heads.py                       # 4 heads x 2 lrs, small synthetic
-    python tune/sweep_ordinal_heads.py --heads coral corn --lrs 0.001 0.003 0.01 \
-        --set optim.epochs=6 --set data.num_samples=3000
+    python tune/sweep_ordinal_heads.py                            # 4 heads, seed 0, small synthetic
+    python tune/sweep_ordinal_heads.py --seeds 0 1 2 --asha --name heads
+    python tune/sweep_ordinal_heads.py --heads coral corn --space optim.lr=loguniform:1e-3:1e-2 \
+        --num-samples 4 --seeds 0 1
+    python tune/sweep_ordinal_heads.py --data fairface --data-root /data/fairface540 \
+        --set data.image_size=64 --epochs 12 --seeds 0 1 2 --name fairface-heads
 
-Each trial is a Ray Tune function trainable (facecore.train.tune.ordinal_trial) that
-trains one model in its process and reports the validation metrics every epoch; the
-table of trials is printed best first (by validation MAE).
+The table lists every head with validation and test MAE as mean ± sd over the seeds, best
+first (the CORAL paper's claim is CORAL <= OR-CNN <= CE in MAE). Interrupted (Ctrl-C)?
+Run the same command again: finished trials are not rerun. Results, tables and plots:
+<storage>/<name>/ (see tune/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 
-from facecore.train import load_config
-from facecore.train.tune import TUNE_SMALL, sweep_ordinal_heads
+from facecore.models.ordinal import HEADS
+from facecore.train.tune import sweep_ordinal_heads
+from facecore.train.tune.cli import (
+    add_sweep_arguments,
+    base_config,
+    default_name,
+    print_json,
+    run_main,
+    sweep_kwargs,
+    sweep_space,
+)
+from facecore.train.tune.ordinal import TUNE_SMALL
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--heads", nargs="+", default=["ce", "niu", "coral", "corn"])
-    ap.add_argument("--lrs", nargs="+", type=float, default=[1e-3, 3e-3])
-    ap.add_argument("--config", default="age_coral_synthetic", help="base age config")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--storage", default="runs/tune")
-    ap.add_argument("--name", default=time.strftime("ordinal-heads-%Y%m%d-%H%M%S"))
-    ap.add_argument("--concurrent", type=int, default=2, help="trials at once")
+def main(argv: list[str] | None = None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS),
+                    help="heads to compare (ordinal.head=grid:...; default all four)")
+    ap.add_argument("--lrs", nargs="+", type=float, metavar="LR",
+                    help="learning rates (optim.lr=grid:...; default: the config's)")
+    add_sweep_arguments(ap, default_config="age_coral_synthetic",
+                        default_name=default_name("ordinal-heads"))
     a = ap.parse_args(argv)
-
-    base = load_config(a.config, [*TUNE_SMALL, *a.overrides])
-    t0 = time.perf_counter()
-    rows = sweep_ordinal_heads(
-        base, heads=tuple(a.heads), lrs=tuple(a.lrs), storage=a.storage, name=a.name,
-        max_concurrent=a.concurrent,
-    )
-    print(f"{'head':6s} {'lr':>8s} {'val MAE':>8s} {'median':>8s} {'rank-inc':>9s}")
-    for r in rows:
-        print(
-            f"{r['head']:6s} {r['lr']:8.4g} {r['val_mae']:8.3f} {r['val_median_mae']:8.3f} "
-            f"{r['val_rank_inconsistency']:9.3f}"
-        )
-    best = rows[0]
-    print(
-        f"best: head={best['head']} lr={best['lr']:g} val MAE {best['val_mae']:.3f} "
-        f"({len(rows)} trials, {time.perf_counter() - t0:.0f} s; results in {a.storage}/{a.name})"
-    )
-    return rows
+    base = base_config(a, TUNE_SMALL if a.config == "age_coral_synthetic" else [])
+    kwargs = sweep_kwargs(a)
+    result = sweep_ordinal_heads(base, heads=a.heads, lrs=a.lrs, space=sweep_space(a), **kwargs)
+    print_json(a, result)
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -314,10 +314,15 @@ def fit(
     *,
     finalize_run: bool = True,
     out=None,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` with Ray Train; then (``finalize_run``) evaluate the best checkpoint on
     the test split, export it and plot. Raises :class:`~facecore.train.config.ConfigError`
-    for a bad config / missing data root, :class:`TrainingError` when the run fails."""
+    for a bad config / missing data root, :class:`TrainingError` when the run fails.
+
+    ``callbacks``: extra :class:`ray.train.UserCallback` objects for the Train controller
+    (``run.workers >= 1``), e.g. the sweep's forwarding of every epoch's metrics to Ray Tune
+    (:mod:`facecore.train.tune.trials`)."""
     t0 = time.perf_counter()
     out = sys.stdout if out is None else out
     validate(cfg)
@@ -346,7 +351,7 @@ def fit(
     if cfg.run.workers == 0:
         result_metrics, best, latest = _fit_local(cfg, loop_config, path, score, mode, out)
     else:
-        result_metrics, best, latest = _fit_ray(cfg, loop_config, path, score, mode, out)
+        result_metrics, best, latest = _fit_ray(cfg, loop_config, path, score, mode, out, callbacks)
 
     history = _history(result_metrics)
     metrics = {k: v for k, v in (result_metrics or {}).items() if k != "history"}
@@ -456,7 +461,7 @@ def _find_values(obj: Any, key: str):
             yield from _find_values(v, key)
 
 
-def _fit_ray(cfg, loop_config, path, score, mode, out):
+def _fit_ray(cfg, loop_config, path, score, mode, out, callbacks=None):
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, ScalingConfig
     from ray.train import RunConfig as RayRunConfig
     from ray.train.torch import TorchTrainer
@@ -479,7 +484,7 @@ def _fit_ray(cfg, loop_config, path, score, mode, out):
             checkpoint_score_order=mode,
         ),
         failure_config=FailureConfig(max_failures=cfg.run.max_failures),
-        callbacks=[_progress_callback(q)] if q is not None else None,
+        callbacks=([_progress_callback(q)] if q is not None else []) + list(callbacks or []) or None,
         logging_config=LoggingConfig(log_level="WARNING" if cfg.run.verbose < 2 else "INFO"),
     )
     trainer = TorchTrainer(
