@@ -3,7 +3,9 @@ imports it only when a sweep runs).
 
 * :class:`ForwardToTune` runs on the Ray Train controller of a multi-worker trial and
   hands rank 0's metrics of every epoch to the Tune trial (through the queue of Ray's
-  ``TuneReportCallback``) after :func:`~facecore.train.tune.trials.epoch_report`.
+  ``TuneReportCallback``) after the trial's per-epoch bookkeeping ``report`` (the trial
+  passes :func:`~facecore.train.tune.trials.epoch_report`; taking it as an argument keeps
+  this module free of an import back into ``trials``).
 * :class:`SweepProgress` runs in the sweep's driver and prints one line per ended trial.
 """
 
@@ -16,22 +18,21 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from facecore.train.tune.trials import epoch_report
-
 __all__ = ["ForwardToTune", "SweepProgress"]
 
 
 class ForwardToTune(TuneReportCallback):
     """Train controller -> Tune trial, every epoch (see the module doc)."""
 
-    def __init__(self, run_dir: str, sweep: Mapping[str, Any]):
+    def __init__(self, run_dir: str, sweep: Mapping[str, Any], report: Callable):
         super().__init__()  # must be built inside the Tune trial: it opens the trial's queue
         self.run_dir = run_dir
         self.sweep = dict(sweep)
+        self.report = report  # (run_dir, metrics, sweep) -> the dict Tune receives
 
     def after_report(self, run_context, metrics, checkpoint):
         if metrics:
-            self._training_actor_item_queue.put(epoch_report(self.run_dir, metrics[0], self.sweep))
+            self._training_actor_item_queue.put(self.report(self.run_dir, metrics[0], self.sweep))
 
 
 class SweepProgress(Callback):

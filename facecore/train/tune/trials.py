@@ -250,7 +250,7 @@ def sweep_trial(config: dict[str, Any]) -> None:
         os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
         from facecore.train.tune.callbacks import ForwardToTune
 
-        fit(cfg, finalize_run=False, callbacks=[ForwardToTune(str(run_dir), s)])
+        fit(cfg, finalize_run=False, callbacks=[ForwardToTune(str(run_dir), s, epoch_report)])
         return
     torch.set_num_threads(max(1, int(float(s["cpus_per_worker"]))))
     device = None
