@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from ray_fixtures import ray_session  # noqa: F401
@@ -81,3 +82,7 @@ def test_two_trial_san_sweep_writes_the_pareto_front(ray_session, tmp_path):  # 
     chosen = json.loads((res.path / "chosen.json").read_text())
     assert chosen["trial_id"] in {t["trial_id"] for t in res.trials}
     assert any(all(f.get(k) == v for k, v in chosen["params"].items()) for f in front)
+    # the chosen trial is exported as a SAN program (facecore.serving exports the task)
+    assert chosen.get("export_error") is None, chosen.get("export_error")
+    meta = json.loads((Path(chosen["export"]) / "metadata.json").read_text())
+    assert meta["task"] == "san" and (Path(chosen["export"]) / "model.pt2").exists()

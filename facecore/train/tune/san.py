@@ -111,10 +111,10 @@ def prepare_shared_models(base: TrainConfig, shared: str | Path, *, out: Any = N
     from facecore.train.runner import fit
     from facecore.train.tasks import get_task
 
-    if base.task != "san":
+    task = get_task("san")
+    if not isinstance(base, task.config_class):  # the registry's san config, not a switch
         raise ConfigError(f"the SAN sweep needs a task san config, got task {base.task!r}")
     shared = Path(shared).expanduser().resolve()
-    task = get_task("san")
     s = base.san
     given = {k: getattr(s, k) for k in _UNSEEN if getattr(s, k)}
     if given:
