@@ -10,11 +10,12 @@ import sys
 
 import pytest
 import torch
+from train_cases import MemorySession
 
 from facecore.cli import build_parser, main
 from facecore.train import load_config
 from facecore.train.checkpoints import write_checkpoint
-from facecore.train.loops import Session, run_training
+from facecore.train.loops import run_training
 
 
 def _run(argv, capsys):
@@ -85,13 +86,9 @@ def test_print_config_applies_flags(capsys):
 def checkpoint_dir(tmp_path_factory):
     """A real training checkpoint from one tiny in-process epoch."""
 
-    class Keep(Session):
-        def report(self, metrics, state):
-            self.last = (metrics, state)
-
     cfg = load_config("age_coral_synthetic", [
         "data.num_samples=120", "data.image_size=32", "optim.epochs=1", "model.width=4"])
-    s = Keep()
+    s = MemorySession()
     run_training(cfg, s)
     d = tmp_path_factory.mktemp("run") / "checkpoint_epoch_0001"
     write_checkpoint(d, *s.last)
@@ -169,14 +166,10 @@ def test_export_needs_no_dataset(tmp_path, capsys):
                         "gender": "Male" if i % 2 else "Female"})
     (root / "ground_truth.json").write_text(json.dumps(records))
 
-    class Keep(Session):
-        def report(self, metrics, state):
-            self.last = (metrics, state)
-
     cfg = load_config(task="age", overrides=[
         "data.name=fairface", f"data.root={root}", "data.image_size=32", "optim.epochs=1",
         "model.width=4", "ordinal.age_offset=0", "data.fractions=[0.6, 0.2, 0.2]"])
-    s = Keep()
+    s = MemorySession()
     run_training(cfg, s)
     d = tmp_path / "run" / "checkpoint_epoch_0001"
     write_checkpoint(d, *s.last)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from serving_cases import make_model
+from train_cases import MemorySession
 
 from facecore.cli import main
 from facecore.data import FairFace
@@ -23,7 +24,7 @@ from facecore.data.transforms import PreprocessConfig
 from facecore.serving import export_model
 from facecore.train import load_config
 from facecore.train.checkpoints import write_checkpoint
-from facecore.train.loops import Session, run_training
+from facecore.train.loops import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = PreprocessConfig(input_size=32, resize=36, mean=(0.5,) * 3, std=(0.25,) * 3)
@@ -44,13 +45,9 @@ def _one_line_error(argv, capfd, *needles, code=1):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    class Keep(Session):
-        def report(self, metrics, state):
-            self.last = (metrics, state)
-
     cfg = load_config("age_coral_synthetic", [
         "data.num_samples=96", "data.image_size=32", "optim.epochs=1", "model.width=4"])
-    s = Keep()
+    s = MemorySession()
     run_training(cfg, s)
     d = tmp_path_factory.mktemp("run") / "checkpoint_epoch_0001"
     write_checkpoint(d, *s.last)

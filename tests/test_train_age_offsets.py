@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from train_cases import MemorySession
 
 from facecore.serving import load
 from facecore.train import ConfigError, load_config
 from facecore.train.checkpoints import write_checkpoint
 from facecore.train.datasets import build_splits
-from facecore.train.loops import Session, run_training
+from facecore.train.loops import run_training
 from facecore.train.runner import finalize
 
 YEARS = [1, 1, 2, 5, 9, 15, 21, 21, 30, 30, 44, 60, 70, 80] * 2
@@ -41,13 +42,8 @@ def _cfg(root, tmp_path, *overrides):
     ])
 
 
-class _Keep(Session):
-    def report(self, metrics, state):
-        self.last = (metrics, state)
-
-
 def _train_and_export(cfg, tmp_path, *, force_class0: bool):
-    s = _Keep()
+    s = MemorySession()
     run_training(cfg, s)
     metrics, state = s.last
     if force_class0:  # a head that predicts class 0 for every face: P(y > k) ~ 0

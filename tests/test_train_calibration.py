@@ -8,20 +8,13 @@ import warnings
 
 import pytest
 import torch
+from train_cases import MemorySession
 
 from facecore.models import GenderClassifier
 from facecore.models.binary import fit_temperature
 from facecore.train import get_task, load_config
-from facecore.train.loops import Session, run_training
+from facecore.train.loops import run_training
 from facecore.train.tasks.gender import CalibrationWarning
-
-
-class _Keep(Session):
-    def __init__(self):
-        self.reports = []
-
-    def report(self, metrics, state):
-        self.reports.append((metrics, state))
 
 
 def _after_epoch(logits, labels):
@@ -66,11 +59,11 @@ def test_fairface_gender_trains_for_every_seed(fairface_dir, seed):
         "data.name=fairface", f"data.root={fairface_dir}", "model.backbone=small_cnn",
         "data.image_size=64", f"data.seed={seed}", "optim.epochs=1", "run.workers=0",
     ])
-    session = _Keep()
+    session = MemorySession()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
         run_training(cfg, session)
-    [(metrics, state)] = session.reports
+    [(metrics, state)] = list(zip(session.reports, session.states))
     t = float(state["model"]["state_dict"]["temperature"])
     assert state["epoch"] == 1 and 0.0 <= metrics["val_accuracy"] <= 1.0
     if any(issubclass(w.category, CalibrationWarning) for w in caught):

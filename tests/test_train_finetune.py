@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from train_cases import MemorySession
 
 import facecore.train.loops as L
 from facecore.models import AgeEstimator
@@ -16,24 +17,12 @@ from facecore.models.backbones import build_backbone
 from facecore.models.ordinal import label_prior
 from facecore.train import ConfigError, load_config
 from facecore.train.datasets import build_splits
-from facecore.train.loops import Session, prepare_model, run_training
+from facecore.train.loops import prepare_model, run_training
 from facecore.train.optim import DEFAULT_LR, config_lr
 from facecore.train.runner import prepare_run
 from facecore.train.tasks import get_task
 
 TINY = ["data.num_samples=96", "data.image_size=32", "data.batch_size=16", "run.workers=0"]
-
-
-class _Keep(Session):
-    def __init__(self, restore_state=None):
-        self.reports, self.states, self._restore = [], [], restore_state
-
-    def restore(self):
-        return self._restore
-
-    def report(self, metrics, state):
-        self.reports.append(metrics)
-        self.states.append(state)
 
 
 def _prior_tail(labels, k):
@@ -77,7 +66,7 @@ def test_every_head_is_initialised_in_training(head):
 
 def test_resume_never_reinitialises_the_head(monkeypatch):
     cfg = load_config("age_coral_synthetic", [*TINY, "model.width=4", "optim.epochs=1"])
-    first = _Keep()
+    first = MemorySession()
     run_training(cfg, first)
 
     def boom(*a, **k):
@@ -85,7 +74,7 @@ def test_resume_never_reinitialises_the_head(monkeypatch):
 
     monkeypatch.setattr(type(get_task("age")), "initialize", boom)
     more = load_config("age_coral_synthetic", [*TINY, "model.width=4", "optim.epochs=2"])
-    rest = _Keep(first.states[-1])
+    rest = MemorySession(first.states[-1])
     run_training(more, rest)
     assert [r["epoch"] for r in rest.reports] == [2]
 
@@ -116,7 +105,7 @@ def test_pretrained_and_frozen_stages_through_training(tmp_path, capsys, monkeyp
     # the default lr of a fine-tuned run is the backbone's / 10 (batch 16: x sqrt(16/64))
     assert config_lr(cfg) == pytest.approx(DEFAULT_LR["resnet10"] / 10 * 0.5)
     prepare_run(cfg, out=None)  # the driver's check passes
-    first = _Keep()
+    first = MemorySession()
     run_training(cfg, first)
     printed = capsys.readouterr().out
     assert f"model.pretrained: loaded {len(state) - 2} tensors from {path} (torchvision)" in printed
@@ -132,7 +121,7 @@ def test_pretrained_and_frozen_stages_through_training(tmp_path, capsys, monkeyp
     monkeypatch.setattr(L, "load_pretrained", lambda *a, **k: pytest.fail("reloaded on resume"))
     more = load_config("age_coral_synthetic", [*FT, f"model.pretrained={path}",
                                                "model.freeze=[stem, layer1]", "optim.epochs=2"])
-    rest = _Keep(first.states[-1])
+    rest = MemorySession(first.states[-1])
     run_training(more, rest)
     sd2 = rest.states[-1]["model"]["state_dict"]
     assert torch.equal(sd2["backbone.conv1.weight"], state["conv1.weight"])

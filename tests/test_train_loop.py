@@ -8,12 +8,13 @@ import math
 
 import pytest
 import torch
+from train_cases import MemorySession
 
 from facecore.train import get_task, load_config
 from facecore.train.checkpoints import checkpoint_dir_name, load_checkpoint, write_checkpoint
 from facecore.train.config import MetricOptions
 from facecore.train.evaluation import evaluate
-from facecore.train.loops import Session, run_training
+from facecore.train.loops import run_training
 from facecore.train.progress import format_progress
 from facecore.train.tasks.embedding import build_metric_loss
 
@@ -21,22 +22,6 @@ TINY_AGE = [
     "data.num_samples=160", "data.image_size=32", "data.batch_size=32",
     "optim.epochs=2", "model.width=4", "run.workers=0",
 ]
-
-
-class MemorySession(Session):
-    """Keeps reported states in memory; restores the last one given."""
-
-    def __init__(self, restore_state=None):
-        self.reports = []
-        self.states = []
-        self._restore = restore_state
-
-    def restore(self):
-        return self._restore
-
-    def report(self, metrics, state):
-        self.reports.append(metrics)
-        self.states.append(state)
 
 
 def _embeddings(n=24, d=8, ids=5, seed=0):

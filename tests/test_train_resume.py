@@ -8,26 +8,15 @@ import json
 
 import pytest
 import torch
+from train_cases import MemorySession
 
 from facecore.train import load_config
-from facecore.train.loops import Session, run_training
+from facecore.train.loops import run_training
 
 TINY = [
     "data.num_samples=96", "data.image_size=32", "data.batch_size=16", "model.width=4",
     "optim.lr=0.005", "run.workers=0",
 ]
-
-
-class _Keep(Session):
-    def __init__(self, restore_state=None):
-        self.reports, self.states, self._restore = [], [], restore_state
-
-    def restore(self):
-        return self._restore
-
-    def report(self, metrics, state):
-        self.reports.append(metrics)
-        self.states.append(state)
 
 
 @pytest.fixture
@@ -46,7 +35,7 @@ def step_lrs(monkeypatch):
 
 def _train(epochs, restore=None, extra=()):
     cfg = load_config("age_coral_synthetic", [*TINY, f"optim.epochs={epochs}", *extra])
-    s = _Keep(restore)
+    s = MemorySession(restore)
     run_training(cfg, s)
     return s
 
@@ -82,7 +71,7 @@ def test_resume_mid_run_trains_at_the_uninterrupted_learning_rates(step_lrs, sch
     class _Stop(Exception):
         pass
 
-    class _StopAfter2(_Keep):  # the run dies after epoch 2's checkpoint
+    class _StopAfter2(MemorySession):  # the run dies after epoch 2's checkpoint
         def report(self, metrics, state):
             super().report(metrics, state)
             if metrics["epoch"] == 2:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_cases import MemorySession
 
 from facecore.models import FaceEmbedder, GenderClassifier, model_checkpoint
 from facecore.privacy.auxiliaries import AUXILIARIES, clear_cache
@@ -25,7 +26,7 @@ from facecore.train.checkpoints import (
 )
 from facecore.train.config import config_to_dict
 from facecore.train.datasets import build_splits, preprocess_for
-from facecore.train.loops import Session, run_training
+from facecore.train.loops import run_training
 from facecore.train.sections import ConfigError
 from facecore.train.tasks import get_task
 from facecore.train.tasks.san import _stage1_config
@@ -126,17 +127,6 @@ def test_before_fit_hashes_and_checks_the_auxiliaries(tmp_path, aux):
         _cfg(tmp_path, dict(aux, matcher=str(tmp_path / "missing")))
 
 
-class _Resume(Session):
-    def __init__(self, state=None):
-        self.state, self.reports = state, []
-
-    def restore(self):
-        return self.state
-
-    def report(self, metrics, state):
-        self.reports.append((metrics, state))
-
-
 def test_schedule_frozen_auxiliaries_checkpoint_and_resume(tmp_path, aux):
     cfg = _cfg(tmp_path, aux, ["san.pretrain_epochs=1", "san.match_warmup_epochs=1", "san.lambda_match=64"])
     files = {k: _sha(Path(p) / CHECKPOINT_FILE) for k, p in aux.items()}
@@ -144,9 +134,9 @@ def test_schedule_frozen_auxiliaries_checkpoint_and_resume(tmp_path, aux):
     task = get_task("san")
     clf = task.build_objective(cfg, task.build_model(cfg, 2), None).gender_classifier
     before = {k: v.clone() for k, v in clf.state_dict().items()}
-    session = _Resume()
+    session = MemorySession()
     run_training(cfg, session)
-    hist = [m for m, _ in session.reports]
+    hist = session.reports
     # epoch 1: J_D only; epoch 2: + J_G; epoch 3: + J_M (pretrain 1, warm-up 1)
     assert hist[0]["train_loss"] == pytest.approx(hist[0]["train_rec"], rel=1e-6)
     assert hist[0]["train_match"] == 0 and hist[1]["train_match"] == 0 and hist[2]["train_match"] > 0
@@ -159,7 +149,7 @@ def test_schedule_frozen_auxiliaries_checkpoint_and_resume(tmp_path, aux):
     assert {k: _sha(Path(p) / CHECKPOINT_FILE) for k, p in aux.items()} == files
     after = clf.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    state = session.reports[-1][1]
+    state = session.states[-1]
     assert set(state["objective"]) == {"sha256_gender_classifier", "sha256_matcher"}
     assert bytes(state["objective"]["sha256_matcher"].tolist()).hex() == files["matcher"]
     assert all(k.startswith(("encoder.", "decoder.", "combiner.", "prototype_"))
@@ -171,27 +161,28 @@ def test_schedule_frozen_auxiliaries_checkpoint_and_resume(tmp_path, aux):
     changed.write_bytes((tmp_path / "other" / "matcher" / "checkpoint_epoch_0001" / CHECKPOINT_FILE).read_bytes())
     more = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, epochs=4))
     with pytest.raises(ConfigError, match=r"san.matcher=.*differs from san.sha256.matcher"):
-        run_training(more, _Resume(state))
+        run_training(more, MemorySession(state))
     rehashed = get_task("san").before_fit(dataclasses.replace(
         more, san=dataclasses.replace(more.san, sha256=None)))
     with pytest.raises(ConfigError, match="differs from the one this run's checkpoints were trained with") as info:
-        run_training(rehashed, _Resume(state))
+        run_training(rehashed, MemorySession(state))
     assert "\n" not in str(info.value)
 
 
 def test_fixed_seed_reproduces_the_run(tmp_path, aux):
     cfg = _cfg(tmp_path, aux, ["optim.epochs=2"])
-    weights = []
+    weights, l1 = [], []
     for _ in range(2):
-        s = _Resume()
+        s = MemorySession()
         run_training(cfg, s)
-        weights.append(s.reports[-1][1]["model"]["state_dict"])
-        assert s.reports[-1][0]["val_l1_sm"] == pytest.approx(s.reports[-1][0]["val_l1_sm"])
+        weights.append(s.states[-1]["model"]["state_dict"])
+        l1.append(s.reports[-1]["val_l1_sm"])
+    assert l1[0] == l1[1]  # the same weights give the same validation figure
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    other = _Resume()
+    other = MemorySession()
     run_training(dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=5)), other)
-    assert not torch.equal(other.reports[-1][1]["model"]["state_dict"]["combiner.weight"],
+    assert not torch.equal(other.states[-1]["model"]["state_dict"]["combiner.weight"],
                            weights[0]["combiner.weight"])
 
 

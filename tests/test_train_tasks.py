@@ -19,10 +19,11 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 from torch import nn
+from train_cases import MemorySession
 
 import facecore.train.tasks as registry
 from facecore.train import load_config
-from facecore.train.loops import Session, run_training
+from facecore.train.loops import run_training
 from facecore.train.sections import TrainConfig
 from facecore.train.tasks.age import AgeTask, OrdinalOptions
 
@@ -71,15 +72,6 @@ class ToyTask(AgeTask):
         return ToyObjective(model)
 
 
-class Keep(Session):
-    def __init__(self):
-        self.reports, self.states = [], []
-
-    def report(self, metrics, state):
-        self.reports.append(metrics)
-        self.states.append(state)
-
-
 @pytest.fixture
 def toy_task(monkeypatch):
     task = ToyTask()
@@ -102,7 +94,7 @@ def test_a_new_task_with_terms_schedule_and_frozen_auxiliary(toy_task, monkeypat
         "model.width=4"])
     assert type(cfg) is ToyConfig and cfg.score() == ("val_mae", "min")
     teacher_before = None
-    s = Keep()
+    s = MemorySession()
     run_training(cfg, s)
     [obj] = built
     assert obj.epochs_seen == [1, 2]
@@ -132,7 +124,7 @@ def test_a_new_task_with_terms_schedule_and_frozen_auxiliary(toy_task, monkeypat
         "data.num_samples=96", "data.image_size=32", "data.batch_size=16", "optim.epochs=3",
         "model.width=4"])
 
-    class Resume(Keep):
+    class Resume(MemorySession):
         def restore(self):
             return state
 
