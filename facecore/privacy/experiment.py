@@ -223,15 +223,13 @@ def _cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int, w
         group["lr"] = lr
 
 
-def train_gender_classifier(
-    model: GrayscaleAdapter, x: torch.Tensor, gender: torch.Tensor, *, epochs: int = 8,
-    batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0,
-    aug: dict[str, Any] | None = None, log=print,
+def _fit_auxiliary(
+    model: GrayscaleAdapter, params: list[torch.nn.Parameter], x: torch.Tensor,
+    batch_loss, gen: torch.Generator, *, name: str, epochs: int, batch_size: int, lr: float,
+    weight_decay: float, aug: dict[str, Any] | None, log,
 ) -> GrayscaleAdapter:
-    """Adam + cosine schedule, BCE on augmented grayscale ``x`` [n, 1, S, S] in [0, 1]."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
+    """The plain loop both auxiliaries train with: AdamW + warm-up / cosine per step over
+    shuffled batches of ``x`` (augmented with ``gen``), ``batch_loss(augmented, index)``."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     n = x.shape[0]
     steps = epochs * math.ceil(n / batch_size)
@@ -244,9 +242,7 @@ def train_gender_classifier(
             b = perm[i: i + batch_size]
             if b.numel() < 2:
                 continue
-            xb = augment(x[b], gen, **(aug or {}))
-            logits = model(xb).reshape(-1)
-            loss = F.binary_cross_entropy_with_logits(logits, gender[b].float())
+            loss = batch_loss(augment(x[b], gen, **(aug or {})), b)
             _cosine_lr(opt, lr, step, steps, warmup=min(50, steps // 10))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -254,8 +250,25 @@ def train_gender_classifier(
             step += 1
             tot += float(loss.detach()) * b.numel()
             cnt += b.numel()
-        log(f"  gender epoch {ep + 1}/{epochs} loss {tot / max(cnt, 1):.4f}")
+        log(f"  {name} epoch {ep + 1}/{epochs} loss {tot / max(cnt, 1):.4f}")
     return model.eval()
+
+
+def train_gender_classifier(
+    model: GrayscaleAdapter, x: torch.Tensor, gender: torch.Tensor, *, epochs: int = 8,
+    batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0,
+    aug: dict[str, Any] | None = None, log=print,
+) -> GrayscaleAdapter:
+    """Adam + cosine schedule, BCE on augmented grayscale ``x`` [n, 1, S, S] in [0, 1]."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def batch_loss(xb: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(model(xb).reshape(-1), gender[b].float())
+
+    return _fit_auxiliary(model, params, x, batch_loss, gen, name="gender", epochs=epochs,
+                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, aug=aug, log=log)
 
 
 def train_matcher(
@@ -270,29 +283,12 @@ def train_matcher(
     dim = int(model.model.embedding_dim)
     head = CosFace(dim, len(ids), scale=scale, margin=margin)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    n = x.shape[0]
-    steps = epochs * math.ceil(n / batch_size)
-    step = 0
-    for ep in range(epochs):
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        tot = cnt = 0.0
-        for i in range(0, n, batch_size):
-            b = perm[i: i + batch_size]
-            if b.numel() < 2:
-                continue
-            emb = model(augment(x[b], gen, **(aug or {})))
-            loss = F.cross_entropy(head(emb, labels[b]), labels[b])
-            _cosine_lr(opt, lr, step, steps, warmup=min(50, steps // 10))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            tot += float(loss.detach()) * b.numel()
-            cnt += b.numel()
-        log(f"  matcher epoch {ep + 1}/{epochs} loss {tot / max(cnt, 1):.4f}")
-    return model.eval()
+
+    def batch_loss(xb: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(head(model(xb), labels[b]), labels[b])
+
+    return _fit_auxiliary(model, params, x, batch_loss, gen, name="matcher", epochs=epochs,
+                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, aug=aug, log=log)
 
 
 @dataclass
