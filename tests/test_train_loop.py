@@ -252,3 +252,28 @@ def test_margins_have_one_key_per_meaning():
         cfg = load_config("embedding_triplet_synthetic", [f"metric.loss={name}", f"metric.{key}={value}"])
         obj = EmbeddingObjective(get_task("embedding").build_model(cfg, 3), cfg.metric, 3)
         assert obj.head.margin == value and obj.head.scale == cfg.metric.scale
+
+
+@pytest.mark.parametrize("loss", ["triplet", "contrastive", "softmax", "cosface", "arcface"])
+def test_embedding_batches_pk_for_pair_losses_shuffled_for_classifiers(loss):
+    """Pair / triplet losses need P identities x K images per batch; softmax and the margin
+    heads train on shuffled batches over every image (a P x K epoch draws each identity
+    once, i.e. K of its images: a fraction of the training set)."""
+    from facecore.data.samplers import PKSampler
+    from facecore.train.loops import _train_loader
+    from facecore.train.datasets import build_splits
+
+    cfg = load_config("embedding_triplet_synthetic", [
+        f"metric.loss={loss}", "data.num_samples=240", "data.num_identities=20", "data.image_size=16",
+        "metric.p=4", "metric.k=2", "data.batch_size=16", "run.workers=1"])
+    splits = build_splits(cfg)
+    labels = splits.labels("train")
+    sampler = get_task("embedding").batch_sampler(cfg, labels, 0, 1)
+    loader, _ = _train_loader(cfg, splits, MemorySession())
+    seen = sum(len(b[0]) for b in loader)
+    if loss in ("triplet", "contrastive"):
+        assert isinstance(sampler, PKSampler)
+        assert seen == len(sampler) * 4 * 2 < len(labels)
+    else:
+        assert sampler is None
+        assert seen == len(labels)

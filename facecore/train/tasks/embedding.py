@@ -7,7 +7,9 @@ on the L2-normalised embeddings (``triplet`` with a miner of
 identities through a linear classifier, :class:`~facecore.losses.SoftmaxLoss`), or
 cross-entropy over a margin-softmax head of :data:`facecore.models.margin.MARGIN_HEADS`;
 plus ``center_loss x CenterLoss``. The classifiers (softmax, margin heads) train with the
-model and are dropped at export. Batches are P identities x K images (:class:`PKSampler`).
+model and are dropped at export. Pair / triplet losses train on batches of P identities x K
+images (:class:`PKSampler`); softmax and the margin heads on shuffled batches of
+``data.batch_size`` over every training image.
 
 Splits are **identity-disjoint** (no person in two splits: the open-set, LFW-style
 protocol). Metrics: cosine-similarity verification over the image pairs of a split (all
@@ -71,8 +73,9 @@ class MetricOptions:
       ``cosface``: additive cosine margin ``cosface_margin``; ``sphereface``: the integer
       angular multiplier ``sphereface_m`` (``cos(m theta)``); all three use the logit
       ``scale``.
-    * ``center_loss``: weight of the center loss (0: off). Batches are P identities x K
-      images (``p``, ``k``). ``max_val_pairs``: verification pairs drawn per split.
+    * ``center_loss``: weight of the center loss (0: off). Pair / triplet losses train on
+      batches of P identities x K images (``p``, ``k``); softmax and the margin heads on
+      shuffled batches of ``data.batch_size``. ``max_val_pairs``: verification pairs drawn per split.
     """
 
     RENAMED: ClassVar[dict[str, str]] = {
@@ -246,6 +249,11 @@ class EmbeddingTask(Task):
         require_pairs(split, labels)
 
     def batch_sampler(self, cfg: EmbeddingConfig, labels: torch.Tensor, rank: int, world_size: int):
+        if cfg.metric.loss not in PAIR_LOSSES:
+            # classification losses (softmax, margin heads) need no pairs in a batch: shuffled
+            # batches of data.batch_size over every image, as ArcFace / CosFace train (a P x K
+            # epoch covers each identity once, i.e. a fraction of the images)
+            return None
         found = len(torch.unique(torch.as_tensor(labels)))
         if found < cfg.metric.p:
             raise ConfigError(
