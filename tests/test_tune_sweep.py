@@ -5,7 +5,10 @@ one Ray (2 CPUs):
 * a sweep interrupted (SIGINT, as Ctrl-C) after its first trial ends resumes by name
   without rerunning the finished trial;
 * a 2-worker trial (a TorchTrainer inside the Tune trial): metrics forwarded every epoch,
-  and every Train worker / controller is gone afterwards.
+  and every Train worker / controller is gone afterwards;
+* ASHA stopping 2-worker trials (at ``max_t`` and early) tears their Train runs down: the
+  next 2-worker trial gets the CPUs (each trial needs half of them), and afterwards no
+  Train actor or placement group of the sweep is left.
 """
 
 from __future__ import annotations
@@ -139,4 +142,58 @@ def test_a_two_worker_trial_forwards_every_epoch_and_tears_its_workers_down(ray_
     while (_alive_train_actors() or ray.available_resources().get("CPU", 0) < cpus) and time.monotonic() < deadline:
         time.sleep(1)
     assert _alive_train_actors() == []
+    assert ray.available_resources().get("CPU", 0) == cpus
+
+
+_TRAIN_ACTORS = ("RayTrainWorker", "TrainController", "PlacementGroupCleaner")
+
+
+def _live_actors(names=_TRAIN_ACTORS):
+    from ray._private import state
+
+    return {aid: a["ActorClassName"] for aid, a in state.actors().items()
+            if a["ActorClassName"] in names and a["State"] != "DEAD"}
+
+
+@pytest.mark.timeout(480)
+def test_asha_stopping_two_worker_trials_frees_their_workers_for_the_next_trial(ray_session, tmp_path):  # noqa: F811
+    # Three 2-worker trials one after the other (each reserves 2 x 0.5 of the session's 2
+    # CPUs plus 0.01 for the trial: one at a time). The objective is the reported lr (as in
+    # the ASHA test above), so ASHA's decisions are certain: lr 1e-2 runs its 2 epochs and is
+    # stopped by ASHA at max_t, lr 1e-3 is stopped at the first rung (below 1e-2), lr 2e-2
+    # is above the rung's cutoff and runs 2 epochs. Before the fix, the Train run of a trial
+    # Tune stopped kept its placement group (1 CPU) for as long as Ray ran, and the second
+    # trial waited for its workers for ever.
+    import ray
+
+    cpus = ray.cluster_resources()["CPU"]
+    groups_before = set(ray.util.placement_group_table())
+    actors_before = set(_live_actors())
+    base = load_config("age_coral_synthetic", [*TINY, "optim.epochs=2"])
+    res = sweep_ordinal_heads(
+        base, heads=("coral",), lrs=(1e-2, 1e-3, 2e-2), storage=tmp_path, name="asha-workers",
+        objectives=[("lr", "max")], asha=Asha(grace_period=1, reduction_factor=2),
+        workers_per_trial=2, cpus_per_worker=0.5, max_concurrent=1, plot=False, evaluate=None,
+    )
+    assert not res.interrupted
+    by_lr = {t["optim.lr"]: t for t in res.trials}
+    assert (by_lr[1e-2]["status"], by_lr[1e-2]["epochs"]) == ("finished", 2)
+    assert (by_lr[1e-3]["status"], by_lr[1e-3]["epochs"]) == ("stopped early", 1)
+    assert (by_lr[2e-2]["status"], by_lr[2e-2]["epochs"]) == ("finished", 2)
+    # the trial after the early-stopped one trained with its own 2 workers (Ray Train's
+    # run folder is the trial folder: its checkpoints and history are there)
+    folder = res.path / "trials" / by_lr[2e-2]["trial_id"]
+    assert [h["epoch"] for h in json.loads((folder / "history.json").read_text())] == [1, 2]
+    assert by_lr[2e-2]["checkpoint"] == str(folder / "checkpoint_epoch_0002")
+    # every Train run was shut down by its trial (not left to die with it): no worker,
+    # controller or placement-group cleaner of the sweep is alive, every placement group
+    # it reserved (Tune's trial groups, Train's worker groups) is removed ...
+    groups = ray.util.placement_group_table()
+    new = {g: groups[g]["state"] for g in set(groups) - groups_before}
+    assert len(new) >= 6 and set(new.values()) == {"REMOVED"}, new
+    assert {a: n for a, n in _live_actors().items() if a not in actors_before} == {}
+    # ... and the CPUs are free again (Ray's resource view follows within seconds)
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < cpus and time.monotonic() < deadline:
+        time.sleep(1)
     assert ray.available_resources().get("CPU", 0) == cpus

@@ -5,7 +5,9 @@ trial, tables, plots and a Pareto front.
 See :mod:`facecore.train.tune` for the walk-through; the rules in short:
 
 * Trials: :func:`facecore.train.tune.trials.sweep_trial` (one worker: a plain function
-  trainable; N > 1 workers: a ``TorchTrainer`` inside the trial). Trial ``t`` lives in
+  trainable; N > 1 workers: a ``TorchTrainer`` inside the trial), run as Tune's function
+  trainable whose ``cleanup`` stops a trial's Train run when Tune stops the trial
+  (:func:`facecore.train.tune.callbacks.sweep_trainable`). Trial ``t`` lives in
   ``<storage>/<name>/trials/<t>/`` (checkpoints, ``history.json``, ``starts.jsonl``,
   ``final/``).
 * Concurrency: ``max_concurrent_trials`` = how many trials the cluster's resources hold
@@ -580,7 +582,10 @@ def run_sweep(
         resources = {"cpu": DRIVER_CPUS}
     else:
         resources = {"cpu": cpus_per_worker} | ({"gpu": gpus_per_trial} if gpus_per_trial else {})
-    trainable = tune.with_resources(sweep_trial, resources)
+    from facecore.train.tune.callbacks import sweep_trainable
+
+    # sweep_trial as Tune's function trainable, with a cleanup that stops a trial's Train run
+    trainable = tune.with_resources(sweep_trainable(sweep_trial), resources)
     total = _total_trials(dims, seeds, num_samples, search)
 
     restoring = tune.Tuner.can_restore(str(path))

@@ -18,7 +18,11 @@ every seed key, and the run section pointed at the trial's own folder
   trial id and the storage = ``<sweep>/trials``, so the Ray Train run folder *is* the trial
   folder, and a :class:`~facecore.train.tune.callbacks.ForwardToTune` callback on the Train controller that forwards
   rank 0's metrics to Tune every epoch (Train V2 keeps metrics only with checkpoints; Tune
-  needs every epoch for ASHA).
+  needs every epoch for ASHA). When Tune stops the trial before ``fit`` returns (ASHA,
+  also at the last epoch; the sweep's end; Ctrl-C), the trainable's ``cleanup`` aborts the
+  Train run and waits until its workers' placement group is removed
+  (:class:`~facecore.train.tune.callbacks.TrainRunHandle`; without it the group outlives
+  the trial and the next trial waits for its CPUs for ever).
 
 Either way, every epoch (:func:`epoch_report`): the scalarised score
 ``sweep_score`` is added to the metrics (:func:`scalarised_score`), the trial's
@@ -248,9 +252,18 @@ def sweep_trial(config: dict[str, Any]) -> None:
         # on a busy node their processes can take longer than Ray Train's 60 s to start
         # (measured on 2 shared CPUs), which Train would count as a failed start.
         os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
-        from facecore.train.tune.callbacks import ForwardToTune
+        from facecore.train.tune.callbacks import ForwardToTune, TrainRunHandle, active_train_run
 
-        fit(cfg, finalize_run=False, callbacks=[ForwardToTune(str(run_dir), s, epoch_report)])
+        # When Tune stops the trial (ASHA, the sweep's end, Ctrl-C), the trainable's
+        # cleanup aborts the Train run through this handle, so that its workers and their
+        # placement group are gone before Tune frees the trial (see TrainRunHandle).
+        with active_train_run(TrainRunHandle()) as handle:
+            try:
+                fit(cfg, finalize_run=False,
+                    callbacks=[ForwardToTune(str(run_dir), s, epoch_report), handle])
+            except Exception:  # an aborted run fails in fit(); that is the stop, not an error
+                if not handle.stopped:
+                    raise
         return
     torch.set_num_threads(max(1, int(float(s["cpus_per_worker"]))))
     device = None
