@@ -107,7 +107,7 @@ def test_stage1_runs_see_the_sans_training_people_only(tmp_path):
         for name in ("train", "valid", "test"):  # the same identity-disjoint partition
             assert splits.indices[name] == san.indices[name]
     sub = _stage1_config(cfg, "gender_classifier", tmp_path)
-    assert sub.model.width == 16 and sub.data.max_train_samples == 5000  # the config's overrides
+    assert sub.model.width == 16 and sub.data.max_train_samples == 7200  # the config's overrides
     with pytest.raises(ConfigError, match="stage1.matcher: unknown config key 'metric.nope'"):
         _stage1_config(load_config("san_synthetic", [*SMALL, "stage1.matcher=[metric.nope=1]"]),
                        "matcher", tmp_path)
