@@ -153,6 +153,30 @@ def test_done_when_checks_and_equal_utility_table():
     assert rows[2]["variant"] == "op" and rows[2]["blur_gender_accuracy"] == pytest.approx(0.7)
 
 
+def test_checks_and_equal_utility_on_the_same_photo_protocol():
+    """One photo per person (FairFace-540): no cross-photo pairs; the checks and the
+    equal-utility rows read the same_photo protocol they are given."""
+    acc = {"original": 0.95, "sm": 0.93, "nt": 0.7, "op": 0.5, "ae_only": 0.94,
+           "blur_2": 0.8, "blur_4": 0.6}
+    auc = {"original": 1.0, "sm": 0.97, "nt": 0.9, "op": 0.85, "ae_only": 0.98,
+           "blur_2": 0.9, "blur_4": 0.8}
+    t = _table(acc, auc, {"sm": 0.03, "ae_only": 0.025})
+    for row in t.values():
+        row["match"]["M"] = {"same_photo": row["match"]["M"].pop("cross_photo")}
+    with pytest.raises(KeyError):
+        done_when_checks(t, gender="G", matcher="M")
+    checks = done_when_checks(t, gender="G", matcher="M", real=True, auxiliary_valid_accuracy=0.9,
+                              protocol="same_photo")
+    by = {c["check"]: c for c in checks}
+    assert by["M AUC (original vs SM, same_photo) >= 0.95 x original-vs-original"]["passed"]
+    tar = by["M TAR@FAR 1% SM >= 0.9 x autoencoder-only"]
+    assert tar["value"] == pytest.approx(0.87) and tar["target"] == pytest.approx(0.9 * 0.88)
+    rows = equal_utility_table(t, gender="G", matcher="M", protocol="same_photo")
+    assert rows[0]["protocol"] == "same_photo" and rows[0]["value"] == 0.97
+    # blur sweep: original (1.0, 0.95), blur_2 (0.9, 0.8): at 0.97 -> 0.95 - 0.3 * 0.15
+    assert rows[0]["blur_gender_accuracy"] == pytest.approx(0.95 - 0.3 * 0.15)
+
+
 def test_report_and_plots(tmp_path):
     pytest.importorskip("matplotlib")
     from facecore.privacy.plots import plot_grid, plot_p_female, plot_roc

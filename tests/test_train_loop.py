@@ -125,6 +125,8 @@ def test_run_training_checkpoints_and_resume_continue_epochs(tmp_path):
     last = run_training(cfg, first)
     assert [r["epoch"] for r in first.reports] == [1, 2]
     assert last["val_rank_inconsistency"] == 0.0  # monotone CORAL biases
+    # per-epoch CPU time of the training process (the SAN's CPU budget is summed from it)
+    assert all(0 < r["epoch_cpu_s"] < float("inf") for r in first.reports)
     state = first.states[-1]
     assert state["epoch"] == 2 and state["train_config"]["ordinal"]["head"] == "coral"
     write_checkpoint(tmp_path / checkpoint_dir_name(2), first.reports[-1], state)

@@ -83,7 +83,7 @@ def _cfg(tmp_path, aux, extra=()):
     ("san.prototype_reference=other", "san.prototype_reference must be one of"),
     ("san.sha256={matcher: abc}", "san.sha256.matcher must be 64 hex digits"),
     ("san.sha256={foo: abc}", "san.sha256.foo: unknown model"),
-    ("data.split_by=sample", "data.split_by"),
+    ("data.split_by=dataset", "data.split_by must be one of"),
     ("stage1.matcher=[optim.epochs]", "stage1.matcher: each entry must be KEY=VALUE"),
     ("san.lambda_rec=0", "san.lambda_rec and san.lambda_match are both 0"),
     ("san.unknown=1", "unknown config key 'san.unknown'"),
@@ -246,3 +246,50 @@ def test_london_splits_by_person_and_pairs_smiling_with_neutral(london_dir, tmp_
     for i in gallery:  # every smiling photo has its person's neutral photo among the probes
         assert any(int(v["identity"][j]) == int(v["identity"][i]) for j in probe)
     assert torch.equal(v["sm"][v["gender"] == 1], out["sm1"][out["target"] == 1])
+
+
+def test_split_by_sample_is_refused_where_people_have_several_photos(tmp_path):
+    cfg = load_config("san_synthetic", [*SMALL, "data.split_by=sample"])
+    with pytest.raises(ConfigError, match="data.split_by=sample: data.name='synthetic' has several "
+                                          "photos per person"):
+        build_splits(cfg, cache=False)
+
+
+@pytest.mark.timeout(600)
+def test_fairface_one_photo_per_person_same_photo_report(fairface_dir, tmp_path, aux):
+    """FairFace-540 (no identity labels, one photo per person): the packaged san_fairface
+    config splits by image, its stage-1 gender classifiers see the SAN's training faces
+    only, the London matchers read the London set; the per-epoch metrics and the report
+    use the same-photo protocol (no cross-photo figures, which would need genuine pairs)."""
+    from facecore.privacy.runs import match_protocol, summary_metrics, variants_of, write_run_report
+    from facecore.train.evaluation import predict_dataset
+
+    cfg = load_config("san_fairface", [f"data.root={fairface_dir}", f"data.image_size={S}",
+                                       "san.third_party=false", "san.max_impostors=500", "san.ae_baseline=false",
+                                       *[f"san.{k}={v}" for k, v in aux.items()]])
+    cfg = get_task("san").before_fit(cfg)
+    splits = build_splits(cfg, cache=False)
+    assert [len(splits.indices[n]) for n in ("train", "valid", "test")] == [324, 54, 162]
+    sub = _stage1_config(cfg, "unseen_gender_classifier", tmp_path)
+    assert build_splits(sub, cache=False).indices == splits.indices
+    matcher = _stage1_config(cfg, "matcher", tmp_path)
+    assert matcher.data.name == "london" and matcher.data.split_by == "identity"
+    assert matcher.data.root == f"{fairface_dir}/../london_faces" and matcher.data.crop_fraction == 1.0
+    model = get_task("san").build_model(cfg, 2)
+    out = predict_dataset(cfg, model, splits.test, batch_size=64)
+    assert "identity" not in out and "expression" not in out
+    v = variants_of(out)
+    assert match_protocol(v) == "same_photo"
+    m = summary_metrics(cfg, v)  # raised before: no genuine cross-photo pair
+    # genuine pairs of the original are the same image (score 1, the maximum)
+    assert 0.0 <= m["match_auc_sm"] <= 1.0 and 0.5 < m["match_auc_original"] <= 1.0
+    write_run_report(cfg, out, tmp_path / "privacy")
+    report = json.loads((tmp_path / "privacy" / "report.json").read_text())
+    assert report["meta"]["match_protocol"] == "same_photo"
+    assert report["meta"]["cross_photo"].startswith("none: one photo per person")
+    for row in report["figures"].values():
+        assert set(row["match"]["unseen_matcher"]) == {"same_photo"}
+        assert row["match"]["unseen_matcher"]["same_photo"]["genuine"] == 162
+    assert any("same_photo" in c["check"] for c in report["checks"])
+    assert all(r["protocol"] == "same_photo" for r in report["equal_utility"])
+    assert not list((tmp_path / "privacy").glob("*cross_photo*"))

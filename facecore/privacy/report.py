@@ -42,10 +42,13 @@ def done_when_checks(
     matcher: str,
     real: bool = False,
     auxiliary_valid_accuracy: float | None = None,
+    protocol: str = PROTOCOL,
 ) -> list[dict[str, Any]]:
     """The issue's "Done when" criteria on one unseen gender classifier and one unseen
     matcher: a list of ``{"check", "value", "target", "passed"}``. ``real=True`` adds the
-    real-face criteria, which apply when ``auxiliary_valid_accuracy >= 0.85``."""
+    real-face criteria, which apply when ``auxiliary_valid_accuracy >= 0.85``. Matching
+    figures come from ``protocol`` (``cross_photo``; ``same_photo`` where each person has
+    one photo)."""
     out: list[dict[str, Any]] = []
 
     def add(name: str, value: float, target: float, passed: bool) -> None:
@@ -53,10 +56,10 @@ def done_when_checks(
                     "passed": bool(passed)})
 
     a = {v: _acc(table, v, gender) for v in ("original", "sm", "nt", "op") if v in table}
-    m = {v: _match(table, v, matcher, "auc") for v in ("original", "sm", "nt", "op") if v in table}
+    m = {v: _match(table, v, matcher, "auc", protocol) for v in ("original", "sm", "nt", "op") if v in table}
     add(f"{gender} accuracy SM >= original - 0.05", a["sm"], a["original"] - 0.05, a["sm"] >= a["original"] - 0.05)
     add(f"{gender} accuracy OP <= original - 0.30", a["op"], a["original"] - 0.30, a["op"] <= a["original"] - 0.30)
-    add(f"{matcher} AUC (original vs SM, {PROTOCOL}) >= 0.95 x original-vs-original",
+    add(f"{matcher} AUC (original vs SM, {protocol}) >= 0.95 x original-vs-original",
         m["sm"], 0.95 * m["original"], m["sm"] >= 0.95 * m["original"])
     add(f"{matcher} AUC SM >= NT >= OP (NT shown)", m["nt"], m["op"], m["sm"] >= m["nt"] >= m["op"])
     add(f"{gender} accuracy SM >= NT >= OP (NT shown)", a["nt"], a["op"], a["sm"] >= a["nt"] >= a["op"])
@@ -71,8 +74,8 @@ def done_when_checks(
         add(f"{gender} accuracy drop SM <= 0.07{tag}", a["original"] - a["sm"], 0.07,
             a["original"] - a["sm"] <= 0.07)
         if "ae_only" in table:
-            t_sm = _match(table, "sm", matcher, "tar@far=0.01")
-            t_ae = _match(table, "ae_only", matcher, "tar@far=0.01")
+            t_sm = _match(table, "sm", matcher, "tar@far=0.01", protocol)
+            t_ae = _match(table, "ae_only", matcher, "tar@far=0.01", protocol)
             add(f"{matcher} TAR@FAR 1% SM >= 0.9 x autoencoder-only{tag}", t_sm, 0.9 * t_ae,
                 t_sm >= 0.9 * t_ae)
     return out
@@ -98,9 +101,10 @@ def equal_utility_table(
     matcher: str,
     utility: str = "auc",
     variants: Sequence[str] = ("sm", "nt", "op"),
+    protocol: str = PROTOCOL,
 ) -> list[dict[str, Any]]:
-    """For each SAN variant: its matcher ``utility`` (``auc`` or ``tar@far=0.01``, cross-
-    photo) and ``gender`` accuracy, and each anonymizer's gender accuracy interpolated at
+    """For each SAN variant: its matcher ``utility`` (``auc`` or ``tar@far=0.01``, of
+    ``protocol``) and ``gender`` accuracy, and each anonymizer's gender accuracy interpolated at
     the same utility (``None`` when the sweep does not reach it). The identity anonymizer
     (strength 0) is the ``original`` row, prepended to each sweep."""
     sweeps = anonymizer_sweeps(table)
@@ -108,12 +112,12 @@ def equal_utility_table(
     for v in variants:
         if v not in table:
             continue
-        u = _match(table, v, matcher, utility)
-        row: dict[str, Any] = {"variant": v, "utility": utility, "value": u,
+        u = _match(table, v, matcher, utility, protocol)
+        row: dict[str, Any] = {"variant": v, "utility": utility, "protocol": protocol, "value": u,
                                "gender_accuracy": _acc(table, v, gender)}
         for kind, names in sweeps.items():
             names = ["original", *names]
-            us = [_match(table, n, matcher, utility) for n in names]
+            us = [_match(table, n, matcher, utility, protocol) for n in names]
             ps = [_acc(table, n, gender) for n in names]
             row[f"{kind}_gender_accuracy"] = equal_utility(us, ps, u)
         rows.append(row)

@@ -14,7 +14,11 @@
   baseline, blur and pixelation sweeps, acceptance checks and equal-utility rows.
 
 London faces: the cross-photo genuine pairs are a person's smiling original against the
-perturbed neutral photo (``expression`` labels); elsewhere every pair of different photos.
+perturbed neutral photo (``expression`` labels); elsewhere every pair of different photos
+of one person. Where there is none (one photo per person, e.g. FairFace-540), matching is
+reported on the ``same_photo`` protocol only (each original against its own perturbed
+version; :func:`match_protocol`): the per-epoch ``match_*`` figures, the checks and the
+equal-utility rows then use it, and the report says so.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from facecore.privacy.auxiliaries import auxiliary
 from facecore.privacy.evaluation import Evaluator, evaluate_variants
 
-__all__ = ["summary_metrics", "variants_of", "write_run_report"]
+__all__ = ["match_protocol", "summary_metrics", "variants_of", "write_run_report"]
 
 MODES = ("sm", "nt", "op")
 
@@ -62,6 +66,17 @@ def _pairs(v: dict[str, Any]) -> tuple[list[int] | None, list[int] | None]:
     return torch.nonzero(e == 1).squeeze(1).tolist(), torch.nonzero(e == 0).squeeze(1).tolist()
 
 
+def match_protocol(v: dict[str, Any]) -> str:
+    """``"cross_photo"`` when the faces hold a genuine pair of *different* photos (within
+    the gallery / probe of :func:`_pairs`), else ``"same_photo"`` (one photo per person)."""
+    gallery, probe = _pairs(v)
+    ident = v["identity"]
+    ga = torch.arange(len(ident)) if gallery is None else torch.as_tensor(gallery, dtype=torch.long)
+    pr = torch.arange(len(ident)) if probe is None else torch.as_tensor(probe, dtype=torch.long)
+    genuine = (ident[ga][:, None] == ident[pr][None, :]) & (ga[:, None] != pr[None, :])
+    return "cross_photo" if bool(genuine.any()) else "same_photo"
+
+
 def _evaluators(cfg: Any, keys: tuple[str, ...]) -> list[Evaluator]:
     names = {"gender_classifier": ("aux_gender", "gender", "auxiliary"),
              "matcher": ("aux_matcher", "matcher", "auxiliary"),
@@ -80,14 +95,15 @@ def summary_metrics(cfg: Any, v: dict[str, Any]) -> dict[str, float]:
     ev = _evaluators(cfg, ("gender_classifier", "unseen_gender_classifier", "unseen_matcher"))
     variants = {"original": v["x"], **{m: v[m] for m in MODES}}
     gallery, probe = _pairs(v)
+    protocol = match_protocol(v)
     res = evaluate_variants(v["x"], variants, v["gender"], v["identity"], ev, gallery=gallery,
-                            probe=probe, protocols=("cross_photo",),
+                            probe=probe, protocols=(protocol,),
                             max_impostors=cfg.san.max_impostors)
     t = res.table
     out: dict[str, float] = {}
     for name in variants:
         gm = t[name]["gender"]["unseen_gender"]
-        mm = t[name]["match"]["unseen_matcher"]["cross_photo"]
+        mm = t[name]["match"]["unseen_matcher"][protocol]
         out[f"gender_acc_{name}"] = gm["accuracy"]
         out[f"gender_auc_{name}"] = gm["auc"]
         out[f"match_auc_{name}"] = mm["auc"]
@@ -141,20 +157,23 @@ def write_run_report(cfg: Any, test: dict[str, torch.Tensor], outdir: str | Path
 
         evaluators += third_party_evaluators()
     gallery, probe = _pairs(v)
+    protocol = match_protocol(v)
+    protocols = ("same_photo", "cross_photo") if protocol == "cross_photo" else ("same_photo",)
     res = evaluate_variants(x, variants, g, v["identity"], evaluators, gallery=gallery, probe=probe,
-                            max_impostors=cfg.san.max_impostors)
+                            protocols=protocols, max_impostors=cfg.san.max_impostors)
     aux_valid = auxiliary(cfg, "gender_classifier")[1]["valid"].get("val_accuracy")
     checks = done_when_checks(res.table, gender="unseen_gender", matcher="unseen_matcher", real=real,
-                              auxiliary_valid_accuracy=aux_valid)
+                              auxiliary_valid_accuracy=aux_valid, protocol=protocol)
     eq = []
     names = [e.name for e in evaluators]
     for gname, mname in (("unseen_gender", "unseen_matcher"), ("dlib_gender", "dlib_matcher")):
         if gname in names and mname in names:
             if gname == "dlib_gender":
                 checks += done_when_checks(res.table, gender=gname, matcher=mname, real=real,
-                                           auxiliary_valid_accuracy=aux_valid)
+                                           auxiliary_valid_accuracy=aux_valid, protocol=protocol)
             for utility in ("auc", "tar@far=0.01"):
-                eq += equal_utility_table(res.table, gender=gname, matcher=mname, utility=utility)
+                eq += equal_utility_table(res.table, gender=gname, matcher=mname, utility=utility,
+                                          protocol=protocol)
     images: dict[str, Path] = {}
     order = torch.argsort(g, stable=True)
     pick = torch.cat([order[:4], order[-4:]]).tolist()  # 4 men, 4 women
@@ -184,11 +203,15 @@ def write_run_report(cfg: Any, test: dict[str, torch.Tensor], outdir: str | Path
                        "valid": {k: round(float(v), 4) for k, v in info["valid"].items()}}
     meta = {"data": cfg.data.name, "test_faces": int(len(g)),
             "test_identities": int(len(torch.unique(v["identity"]))),
-            "protocol": "identity-disjoint", "models": models,
+            "protocol": "identity-disjoint" if cfg.data.split_by != "sample"
+            else "one photo per person, split by image (= by person)", "models": models,
             "san": {k: v for k, v in vars(cfg.san).items() if k not in models and k != "sha256"},
             "ae_baseline_checkpoint": cfg.san.ae_baseline_checkpoint,
+            "match_protocol": protocol,
             "cross_photo": "smiling originals vs perturbed neutral photos" if gallery is not None
-            else "every pair of different photos"}
+            else "every pair of different photos of one person" if protocol == "cross_photo"
+            else "none: one photo per person, matching is each original against its own "
+                 "perturbed version (same_photo)"}
     write_report(outdir, res, title=f"SAN privacy evaluation: {cfg.data.name}, test split",
                  meta=meta, checks=checks, equal_utility_rows=eq,
                  images=[p.name for p in images.values()])

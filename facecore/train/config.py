@@ -116,7 +116,7 @@ def validate(cfg: TrainConfig) -> None:
     :class:`ConfigError` naming the key."""
     validate_common(cfg)
     task = get_task(cfg.task)
-    if task.split_by == "identity" and cfg.data.split_by == "sample":
+    if task.split_by == "identity" and cfg.data.split_by == "sample" and not task.one_photo_per_person:
         raise ConfigError(
             f"data.split_by='sample' is not allowed for task {cfg.task!r}: it splits by identity "
             "(no person in two splits); leave data.split_by null"

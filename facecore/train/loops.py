@@ -22,7 +22,8 @@ after every optimiser step), then the validation split evaluated in shards
 exact and identical on every rank), then the task's after-epoch hook (e.g. calibration).
 The metrics are ``epoch``, ``train_loss`` and ``train_<term>`` (the mean over the epoch of
 each term the objective returns), ``lr`` (of the epoch's first step), the task's ``val_*``
-metrics and ``epoch_time_s``.
+metrics, ``epoch_time_s`` (wall) and ``epoch_cpu_s`` (this process's CPU time over the
+epoch, every thread: what a CPU budget counts).
 
 Rank 0 then writes the checkpoint directory ``checkpoint_epoch_EEEE``
 (:mod:`facecore.train.checkpoints`); every rank calls ``ray.train.report`` with the
@@ -320,7 +321,7 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
     fail_at = cfg.run.fail_after_epoch
     last: dict[str, Any] = {}
     for epoch in range(start, cfg.optim.epochs + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         _unwrap(wrapped).set_epoch(epoch)
         if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -357,6 +358,7 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
         metrics["lr"] = lr
         metrics.update(evaluate(cfg, valid, train_labels, "valid"))
         metrics["epoch_time_s"] = time.perf_counter() - t0
+        metrics["epoch_cpu_s"] = time.process_time() - c0  # this worker's CPU, all threads
         history.append(dict(metrics))
         metrics["history"] = json.dumps(history)
 

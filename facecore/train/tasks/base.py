@@ -116,6 +116,10 @@ class Task:
     eval_keys: ClassVar[tuple[str, ...]] = ()
     #: ``"sample"`` (images split at random) or ``"identity"`` (no person in two splits)
     split_by: ClassVar[str] = "sample"
+    #: An identity-split task that accepts ``data.split_by: sample`` for sets of one photo
+    #: per person without identity labels (a split by image is then a split by person);
+    #: its ``bind_dataset`` must refuse a set where a person has several photos.
+    one_photo_per_person: ClassVar[bool] = False
     #: the packaged config ``facecore train --task NAME`` uses without ``--config``
     default_config: ClassVar[str]
     #: the progress line's fields after ``loss``: ``(metric key, format)``, e.g.

@@ -12,8 +12,9 @@ One command, two stages (``facecore train --task san --config san_synthetic``):
   loss). Each key is a training checkpoint (a ``checkpoint_epoch_NNNN`` folder or its
   ``checkpoint.pt``, as ``facecore train --task gender | embedding`` writes) or ``null``:
   then it is trained here with the existing ``gender`` / ``embedding`` tasks on the SAN's
-  own data (grayscale, the same seed and fractions split by identity, so no test person is
-  ever seen), with the ``stage1.<model>`` overrides (``KEY=VALUE`` strings, e.g.
+  own data (grayscale, the same seed and fractions split by identity -- or by image with
+  ``data.split_by: sample``, for sets of one photo per person such as FairFace-540 -- so
+  no test person is ever seen), with the ``stage1.<model>`` overrides (``KEY=VALUE`` strings, e.g.
   ``data.max_train_samples=4000``: the auxiliaries see less data than the unseen models).
   Stage-1 runs live in ``<run>/stage1/<model>`` and are reused when the command runs
   again. Each file is referenced by path and SHA-256 (``san.sha256``, filled in here; a
@@ -137,7 +138,8 @@ class SANOptions:
 class Stage1Options:
     """Overrides (``KEY=VALUE``, as ``--set``) of the stage-1 runs that train the models
     ``san.*`` leaves ``null``; applied over a config derived from the SAN's (same data,
-    grayscale, split by identity, ``run.workers``, ``run.seed``). ``{data.root}`` in a
+    grayscale, split as the SAN's -- by identity, or by image for ``data.split_by: sample``
+    --, ``run.workers``, ``run.seed``). ``{data.root}`` in a
     value is the SAN's ``data.root`` (e.g. ``data.root={data.root}/../fairface540`` trains
     a classifier on another set of people)."""
 
@@ -208,8 +210,8 @@ class SANTaskObjective(SANObjective):
 def _stage1_config(cfg: SANConfig, key: str, storage: Path) -> TrainConfig:
     """The config of the stage-1 run training ``san.<key>`` (module docstring)."""
     base = dataclasses.asdict(cfg)
-    data = dict(base["data"], grayscale=True, split_by="identity", include=None,
-                max_train_samples=None)
+    data = dict(base["data"], grayscale=True, split_by=cfg.data.split_by or "identity",
+                include=None, max_train_samples=None)
     run = dict(base["run"], storage=str(storage), name=key, output=None, export=False,
                plot=False, score="epoch", score_mode="max", num_to_keep=1, fail_after_epoch=None)
     d: dict[str, Any] = {"data": data, "run": run,
@@ -252,6 +254,7 @@ class SANTask(Task):
     label_key = "gender"
     eval_keys = ("identity", "expression")
     split_by = "identity"
+    one_photo_per_person = True  # data.split_by: sample (FairFace-540); see bind_dataset
     default_config = "san_synthetic"
     curve_metrics = ("val_privacy", "val_utility", "val_gender_acc_sm", "val_gender_acc_op",
                      "val_match_auc_original", "val_l1_sm")
@@ -309,8 +312,9 @@ class SANTask(Task):
                               f"{s.blur} and {s.pixelate}")
         if s.max_impostors < 1 or s.max_val_images < 2:
             raise ConfigError("san.max_impostors must be >= 1 and san.max_val_images >= 2")
-        if cfg.data.split_by not in (None, "identity"):
-            raise ConfigError("data.split_by must be null or identity for task san")
+        if cfg.data.split_by not in (None, "identity", "sample"):
+            raise ConfigError("data.split_by must be null, identity or sample (one photo per "
+                              "person) for task san")
         for key in AUXILIARIES:
             for item in getattr(cfg.stage1, key):
                 if "=" not in item:
@@ -375,6 +379,22 @@ class SANTask(Task):
         range); resize / crop / flip as the data section says."""
         return dataclasses.replace(default, grayscale=True, mean=(0.0, 0.0, 0.0),
                                    std=(1.0, 1.0, 1.0))
+
+    def bind_dataset(self, cfg: SANConfig, dataset: Any) -> SANConfig:
+        """``data.split_by: sample`` is for sets of one photo per person without identity
+        labels (FairFace-540: each image is its own person, so a split by image is a split
+        by person); on a set with identity labels it would put a person in two splits."""
+        if cfg.data.split_by == "sample":
+            try:
+                ident = dataset.targets("identity")
+            except (KeyError, ValueError, AttributeError):
+                return cfg
+            if len(torch.unique(torch.as_tensor(ident))) < len(ident):
+                raise ConfigError(
+                    f"data.split_by=sample: data.name={cfg.data.name!r} has several photos per "
+                    "person (identity labels); task san splits it by identity (data.split_by: "
+                    "identity or null)")
+        return cfg
 
     def num_classes(self, cfg: SANConfig, dataset: Any, targets: torch.Tensor) -> int:
         return 2
