@@ -239,7 +239,7 @@ def test_local_mode_resume_skips_a_partial_checkpoint_and_keeps_complete_ones(tm
     def cfg(epochs):
         return load_config("age_coral_synthetic", [
             *TINY, f"optim.epochs={epochs}", f"run.storage={tmp_path}", "run.name=r",
-            "run.export=false", "run.plot=false", "run.verbose=0"])
+            "run.export=false", "run.plot=false", "run.verbose=0", "run.num_to_keep=3"])
 
     fit(cfg(2), finalize_run=False)
     run = tmp_path / "r"
@@ -251,3 +251,25 @@ def test_local_mode_resume_skips_a_partial_checkpoint_and_keeps_complete_ones(tm
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
     assert _digest(run / "checkpoint_epoch_0001") == first   # not retrained, not rewritten
     assert res.latest_checkpoint.endswith("checkpoint_epoch_0003")
+
+
+def test_local_mode_keeps_num_to_keep_checkpoints_best_and_newest(tmp_path):
+    """run.workers=0 (Ray Train local mode, the loop writes the checkpoints): the run keeps
+    run.num_to_keep checkpoints by the score, plus the newest, as Ray Train does for worker
+    runs (a 200-epoch SAN run kept all 200 before)."""
+    from facecore.train.checkpoints import (
+        complete_checkpoints,
+        new_checkpoint,
+        prune_checkpoints,
+        write_checkpoint,
+    )
+
+    run = tmp_path / "run"
+    for epoch, loss in enumerate([0.9, 0.2, 0.5, 0.1, 0.7, 0.8], start=1):
+        write_checkpoint(run / f"checkpoint_epoch_{epoch:04d}", {"epoch": epoch, "val_loss": loss},
+                         new_checkpoint(epoch=epoch, model={}))
+    removed = prune_checkpoints(run, 2, "val_loss", "min")
+    assert [d.name for d in complete_checkpoints(run)] == [
+        "checkpoint_epoch_0002", "checkpoint_epoch_0004", "checkpoint_epoch_0006"]
+    assert len(removed) == 3 and not any(d.exists() for d in removed)
+    assert prune_checkpoints(run, 5, "val_loss", "min") == []

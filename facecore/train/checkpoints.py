@@ -57,6 +57,7 @@ __all__ = [
     "load_checkpoint",
     "new_checkpoint",
     "persist_checkpoint",
+    "prune_checkpoints",
     "remove_stale_temporaries",
     "resume_checkpoint",
     "write_checkpoint",
@@ -233,6 +234,31 @@ def resume_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]] | None:
             return d, state
         _warn(f"skipping {d} on resume: {problem}")
     return None
+
+
+def prune_checkpoints(path: str | Path, keep: int, score: str, mode: str) -> list[Path]:
+    """Remove the complete checkpoints of a local run folder beyond the ``keep`` best by
+    ``score`` (``mode`` ``min`` | ``max``; a checkpoint without the score ranks last), always
+    keeping the newest (resume starts there); returns the removed directories. What Ray
+    Train's ``CheckpointConfig(num_to_keep)`` does for worker runs, for the in-process
+    local mode (``run.workers = 0``), where the loop writes the checkpoints itself."""
+    dirs = complete_checkpoints(path)
+    if keep < 1 or len(dirs) <= keep:
+        return []
+    sign = 1.0 if mode == "min" else -1.0
+
+    def rank(d: Path) -> float:
+        try:
+            v = float(json.loads((d / METRICS_FILE).read_text()).get(score))
+        except (OSError, ValueError, TypeError):
+            return float("inf")
+        return sign * v if v == v else float("inf")
+
+    kept = set(sorted(dirs, key=rank)[:keep]) | {dirs[-1]}
+    removed = [d for d in dirs if d not in kept]
+    for d in removed:
+        shutil.rmtree(d, ignore_errors=True)
+    return removed
 
 
 def latest_checkpoint(path: str | Path) -> Path | None:

@@ -66,6 +66,7 @@ from facecore.train.checkpoints import (
     complete_checkpoints,
     latest_checkpoint,
     load_checkpoint,
+    prune_checkpoints,
     remove_stale_temporaries,
 )
 from facecore.train.config import (
@@ -405,6 +406,7 @@ def _fit_local(cfg, loop_config, path, score, mode, out):
         raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
     finally:
         train_logger.setLevel(level)
+    prune_checkpoints(path, cfg.run.num_to_keep, score, mode)  # Ray Train prunes worker runs
     return _run_summary(path, score, mode)
 
 
