@@ -262,8 +262,8 @@ def test_embedding_batches_pk_for_pair_losses_shuffled_for_classifiers(loss):
     heads train on shuffled batches over every image (a P x K epoch draws each identity
     once, i.e. K of its images: a fraction of the training set)."""
     from facecore.data.samplers import PKSampler
-    from facecore.train.loops import _train_loader
     from facecore.train.datasets import build_splits
+    from facecore.train.loops import _train_loader
 
     cfg = load_config("embedding_triplet_synthetic", [
         f"metric.loss={loss}", "data.num_samples=240", "data.num_identities=20", "data.image_size=16",
