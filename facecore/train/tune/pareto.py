@@ -174,7 +174,7 @@ def plot_front(
     (mx, ox), (my, oy) = objectives
     mask = front_mask(rows, objectives)
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    fig, ax = plt.subplots(figsize=(7.2, 5.0))
     usable = [(r, on) for r, on in zip(rows, mask) if _point(r, _check(objectives)) is not None]
     rest = [r for r, on in usable if not on]
     front = [r for r, on in usable if on]
@@ -187,10 +187,14 @@ def plot_front(
         # the boundary of the dominated region (vertical first when x is maximised)
         ax.step([r[mx] for r in front], [r[my] for r in front],
                 where="pre" if ox == "max" else "post", c="C3", lw=1.2, alpha=0.8)
-        if label_key:
+        if label_key:  # one line per parameter, towards the inside of the axes
+            xs = [r[mx] for r, _ in usable]
+            mid = (min(xs) + max(xs)) / 2 if xs else 0.0
             for r in front:
-                ax.annotate(str(r.get(label_key, "")), (r[mx], r[my]), fontsize=7,
-                            xytext=(4, 4), textcoords="offset points")
+                right = r[mx] > mid
+                ax.annotate(str(r.get(label_key, "")).replace(" ", "\n"), (r[mx], r[my]),
+                            fontsize=7, xytext=(-6 if right else 6, -4), textcoords="offset points",
+                            ha="right" if right else "left", va="top")
     if reference:
         ax.scatter([reference[mx]], [reference[my]], marker="*", s=180, c="C0", zorder=4,
                    label=reference_label)
@@ -198,5 +202,6 @@ def plot_front(
     ax.set_ylabel(f"{my} ({'higher' if oy == 'max' else 'lower'} is better)")
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.margins(x=0.12, y=0.12)
+    ax.legend(fontsize=8, loc="best")
     return _save(fig, Path(path))
