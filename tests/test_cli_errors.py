@@ -173,7 +173,11 @@ def test_ctrl_c_during_training_with_a_worker(tmp_path):
            "--storage", str(tmp_path), "--name", "ctrl-c", "--set", "data.num_samples=200",
            "--set", "data.image_size=32", "--set", "model.width=4", "--set", "optim.epochs=500"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, cwd=tmp_path)
+                            text=True, start_new_session=True, cwd=tmp_path,
+                            # a terminal's foreground job starts with SIGINT at its default; an
+                            # ignored SIGINT is inherited through exec (Python then installs no
+                            # KeyboardInterrupt handler), and the pytest process may carry one
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # wait for the first epoch line
