@@ -60,6 +60,7 @@ __all__ = [
     "prune_checkpoints",
     "remove_stale_temporaries",
     "resume_checkpoint",
+    "score_rank",
     "write_checkpoint",
 ]
 
@@ -236,6 +237,16 @@ def resume_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+def score_rank(metrics: dict[str, Any], score: str, mode: str) -> float:
+    """A checkpoint's sort key by ``score`` (``mode`` ``min`` | ``max``): smaller is
+    better; a missing, non-numeric or NaN score ranks last."""
+    try:
+        v = float(metrics.get(score))
+    except (TypeError, ValueError):
+        return float("inf")
+    return (v if mode == "min" else -v) if v == v else float("inf")
+
+
 def prune_checkpoints(path: str | Path, keep: int, score: str, mode: str) -> list[Path]:
     """Remove the complete checkpoints of a local run folder beyond the ``keep`` best by
     ``score`` (``mode`` ``min`` | ``max``; a checkpoint without the score ranks last), always
@@ -245,14 +256,13 @@ def prune_checkpoints(path: str | Path, keep: int, score: str, mode: str) -> lis
     dirs = complete_checkpoints(path)
     if keep < 1 or len(dirs) <= keep:
         return []
-    sign = 1.0 if mode == "min" else -1.0
 
     def rank(d: Path) -> float:
         try:
-            v = float(json.loads((d / METRICS_FILE).read_text()).get(score))
-        except (OSError, ValueError, TypeError):
+            metrics = json.loads((d / METRICS_FILE).read_text())
+        except (OSError, ValueError):
             return float("inf")
-        return sign * v if v == v else float("inf")
+        return score_rank(metrics, score, mode)
 
     kept = set(sorted(dirs, key=rank)[:keep]) | {dirs[-1]}
     removed = [d for d in dirs if d not in kept]

@@ -68,6 +68,7 @@ from facecore.train.checkpoints import (
     load_checkpoint,
     prune_checkpoints,
     remove_stale_temporaries,
+    score_rank,
 )
 from facecore.train.config import (
     ConfigError,
@@ -418,8 +419,7 @@ def _run_summary(path: str, score: str, mode: str):
     if not dirs:
         return None, (None, None), None
     all_metrics = [(str(d), json.loads((d / METRICS_FILE).read_text())) for d in dirs]
-    sign = 1 if mode == "min" else -1
-    best = min(all_metrics, key=lambda pm: sign * float(pm[1].get(score, float("inf") * sign)))
+    best = min(all_metrics, key=lambda pm: score_rank(pm[1], score, mode))
     last = load_checkpoint(all_metrics[-1][0])
     last_metrics = dict(last["metrics"], history=last["history"])
     return last_metrics, best, all_metrics[-1][0]
