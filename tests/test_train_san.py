@@ -76,7 +76,7 @@ def _cfg(tmp_path, aux, extra=()):
 @pytest.mark.parametrize("override, message", [
     ("san.decoder_channels=[64]", "san.decoder_channels must be 2 positive ints"),
     ("san.pool_levels=3", r"san.pool_levels must be in \[0, 2\]"),
-    ("data.image_size=65", "must be a multiple of 2 \\*\\* san.pool_levels"),
+    (("san.pool_levels=1", "data.image_size=65"), "must be a multiple of 2 \\*\\* san.pool_levels"),
     ("san.lambda_gender=-1", "san.lambda_gender must be >= 0"),
     ("san.pretrain_epochs=8", "leaves no epoch with the gender loss"),
     ("san.reconstruction=l2", "san.reconstruction must be one of l1 | mse | bce"),
@@ -91,7 +91,7 @@ def _cfg(tmp_path, aux, extra=()):
 def test_config_validation_errors(override, message):
     extra = ["san.lambda_match=0"] if override == "san.lambda_rec=0" else []
     with pytest.raises(ConfigError, match=message) as info:
-        load_config("san_synthetic", [override, *extra])
+        load_config("san_synthetic", [*([override] if isinstance(override, str) else override), *extra])
     assert "\n" not in str(info.value)
 
 
@@ -139,7 +139,7 @@ def test_schedule_frozen_auxiliaries_checkpoint_and_resume(tmp_path, aux):
     hist = session.reports
     # epoch 1: J_D only; epoch 2: + J_G; epoch 3: + J_M (pretrain 1, warm-up 1)
     lr, lg = cfg.san.lambda_rec, cfg.san.lambda_gender
-    assert (lr, lg) == (2.0, 2.0)  # san_synthetic's weights
+    assert (lr, lg) == (2.0, 1.0)  # san_synthetic's weights
     assert hist[0]["train_loss"] == pytest.approx(lr * hist[0]["train_rec"], rel=1e-6)
     assert hist[0]["train_match"] == 0 and hist[1]["train_match"] == 0 and hist[2]["train_match"] > 0
     assert hist[1]["train_loss"] == pytest.approx(lr * hist[1]["train_rec"] + lg * hist[1]["train_gender"],
@@ -186,6 +186,48 @@ def test_fixed_seed_reproduces_the_run(tmp_path, aux):
     run_training(dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=5)), other)
     assert not torch.equal(other.states[-1]["model"]["state_dict"]["combiner.weight"],
                            weights[0]["combiner.weight"])
+
+
+def test_validation_runs_on_max_val_images_faces_of_whole_people(tmp_path, aux, monkeypatch):
+    """Each epoch's validation runs the SAN and the evaluators on the faces the metrics
+    keep (``san.max_val_images``, whole people), the same figures as on the whole split,
+    and training is unchanged."""
+    import facecore.train.loops as loops
+    from facecore.privacy.runs import summary_metrics, variants_of
+
+    cfg_all = _cfg(tmp_path, aux, ["optim.epochs=2"])
+    cfg = dataclasses.replace(cfg_all, san=dataclasses.replace(cfg_all.san, max_val_images=10))
+    seen = []
+    real = loops.predict_dataset
+
+    def spy(c, model, dataset, **kw):
+        out = real(c, model, dataset, **kw)
+        seen.append(out["identity"].clone())
+        return out
+
+    monkeypatch.setattr(loops, "predict_dataset", spy)
+    s = MemorySession()
+    run_training(cfg, s)
+    splits = build_splits(cfg, cache=False)
+    valid_ids = splits.dataset.targets("identity")[torch.as_tensor(splits.indices["valid"])]
+    assert len(valid_ids) > 10 and len(seen) == 2  # one validation per epoch
+    for ident in seen:
+        people = torch.unique(ident)
+        assert 2 <= len(people) and len(ident) <= 10
+        assert all(int((ident == p).sum()) == int((valid_ids == p).sum()) for p in people)
+    assert torch.equal(seen[0], seen[1])
+    # the figures of the whole split's outputs limited by the metrics' own selection
+    model = get_task("san").build_model(cfg, splits.num_classes)
+    model.load_state_dict(s.states[-1]["model"]["state_dict"])
+    full = real(cfg, model.eval(), splits.valid, batch_size=64, device=torch.device("cpu"))
+    expected = summary_metrics(cfg, variants_of(full, limit=10, seed=cfg.data.seed))
+    assert s.reports[-1]["val_l1_sm"] == pytest.approx(expected["l1_sm"], rel=1e-5)
+    assert s.reports[-1]["val_gender_acc_op"] == pytest.approx(expected["gender_acc_op"])
+    monkeypatch.setattr(loops, "predict_dataset", real)
+    whole = MemorySession()
+    run_training(cfg_all, whole)  # every validation face: the same weights
+    assert all(torch.equal(v, whole.states[-1]["model"]["state_dict"][k])
+               for k, v in s.states[-1]["model"]["state_dict"].items())
 
 
 def test_fit_with_stage1_and_eval_report(tmp_path):

@@ -41,7 +41,7 @@ from torch import nn
 
 from facecore.losses.san import SANObjective
 from facecore.models import CosFace, FaceEmbedder, GenderClassifier, build_model, model_checkpoint
-from facecore.models.san import GrayscaleAdapter, SANAutoencoder
+from facecore.models.san import SAN_DEFAULTS, GrayscaleAdapter, SANAutoencoder
 from facecore.privacy.anonymizers import gaussian_blur, pixelate
 from facecore.privacy.evaluation import Evaluator, evaluate_variants
 
@@ -295,9 +295,9 @@ def train_matcher(
 class SANTrainConfig:
     """Everything that defines a SAN run (architecture, loss, schedule, optimisation)."""
 
-    encoder_channels: tuple[int, ...] = (8, 12)
-    decoder_channels: tuple[int, ...] = (64, 32)
-    pool_levels: int = 1
+    encoder_channels: tuple[int, ...] = tuple(SAN_DEFAULTS["encoder_channels"])
+    decoder_channels: tuple[int, ...] = tuple(SAN_DEFAULTS["decoder_channels"])
+    pool_levels: int = SAN_DEFAULTS["pool_levels"]
     prototype_gain: float = 1.0
     prototype_reference: str = "none"
     reconstruction: str = "l1"

@@ -31,9 +31,23 @@ import torch
 from facecore.privacy.auxiliaries import auxiliary
 from facecore.privacy.evaluation import Evaluator, evaluate_variants
 
-__all__ = ["match_protocol", "summary_metrics", "variants_of", "write_run_report"]
+__all__ = ["match_protocol", "summary_metrics", "variants_of", "whole_identities", "write_run_report"]
 
 MODES = ("sm", "nt", "op")
+
+
+def whole_identities(identity: torch.Tensor, limit: int | None, seed: int = 0) -> torch.Tensor:
+    """Positions of the faces of whole identities, in a seeded random order of the people,
+    up to ``limit`` faces (at least two people); every position when ``limit`` is ``None``
+    or not below the count."""
+    ident = torch.as_tensor(identity).long().reshape(-1)
+    if limit is None or len(ident) <= limit:
+        return torch.arange(len(ident))
+    ids = torch.unique(ident)
+    ids = ids[torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed))]
+    counts = torch.stack([(ident == i).sum() for i in ids]).cumsum(0)
+    chosen = ids[: max(2, int((counts <= limit).sum()))]
+    return torch.nonzero(torch.isin(ident, chosen)).squeeze(1)
 
 
 def variants_of(out: dict[str, torch.Tensor], *, limit: int | None = None, seed: int = 0) -> dict[str, Any]:
@@ -42,13 +56,7 @@ def variants_of(out: dict[str, torch.Tensor], *, limit: int | None = None, seed:
     identities, in a seeded random order, up to that many faces."""
     g = out["target"].long().reshape(-1)
     ident = out["identity"].long().reshape(-1) if "identity" in out else torch.arange(len(g))
-    keep = torch.arange(len(g))
-    if limit is not None and len(g) > limit:
-        ids = torch.unique(ident)
-        ids = ids[torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed))]
-        counts = torch.stack([(ident == i).sum() for i in ids]).cumsum(0)
-        chosen = ids[: max(2, int((counts <= limit).sum()))]
-        keep = torch.nonzero(torch.isin(ident, chosen)).squeeze(1)
+    keep = whole_identities(ident, limit, seed)
     sel = g[keep].view(-1, 1, 1, 1).bool()
     v: dict[str, Any] = {"x": out["x"][keep], "gender": g[keep], "identity": ident[keep],
                          "expression": out["expression"][keep].long() if "expression" in out else None}

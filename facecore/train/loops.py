@@ -319,6 +319,8 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
         cfg.optim, opt, steps_per_epoch=steps_per_epoch, completed_epochs=start - 1
     )
     fail_at = cfg.run.fail_after_epoch
+    picked = task.validation_subset(cfg, splits)  # None: every validation item each epoch
+    valid_set = splits.valid if picked is None else Subset(splits.valid, picked)
     last: dict[str, Any] = {}
     for epoch in range(start, cfg.optim.epochs + 1):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -350,9 +352,9 @@ def run_training(cfg: TrainConfig, session: Session) -> dict[str, Any]:
         means = _epoch_means(sums, count, session)
 
         inner = _unwrap(wrapped).model
-        valid = _sharded_outputs(cfg, inner, splits.valid, session)
+        valid = _sharded_outputs(cfg, inner, valid_set, session)
         if task.after_epoch(cfg, inner, valid):
-            valid = _sharded_outputs(cfg, inner, splits.valid, session)
+            valid = _sharded_outputs(cfg, inner, valid_set, session)
         metrics: dict[str, Any] = {"epoch": epoch, "train_loss": means.pop("loss")}
         metrics.update({f"train_{k}": v for k, v in means.items()})
         metrics["lr"] = lr

@@ -25,7 +25,8 @@ How to add a task
      ``model_config`` (a dict for :func:`facecore.models.build_model`; a new model family
      adds one line to :data:`facecore.models.factory.MODEL_BUILDERS`),
      ``build_objective``, ``outputs``, ``metrics``, and where needed ``validate``,
-     ``num_classes``, ``check_split``, ``batch_sampler``, ``after_epoch``, ``plots``,
+     ``num_classes``, ``check_split``, ``batch_sampler``, ``validation_subset``,
+     ``after_epoch``, ``plots``,
      ``export_settings``.
 
 2. Add one line to :data:`TASKS` below, and a packaged config

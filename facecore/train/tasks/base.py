@@ -219,6 +219,12 @@ class Task:
         plus ``out["target"]`` (the :attr:`label_key` labels)."""
         raise NotImplementedError
 
+    def validation_subset(self, cfg: Any, splits: Splits) -> list[int] | None:
+        """Positions in ``splits.valid`` that the per-epoch validation evaluates (the same
+        ones every epoch); ``None`` (default): all of them. For tasks whose evaluation is
+        costly (the SAN runs four models over three versions of each face)."""
+        return None
+
     def after_epoch(self, cfg: Any, model: nn.Module, valid: dict[str, torch.Tensor]) -> bool:
         """Called after each epoch's validation with its outputs; return True when the
         model changed (e.g. calibration) and validation must run again."""

@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from facecore.losses.san import MATCH_TARGETS, RECONSTRUCTIONS, SANObjective, file_sha256
-from facecore.models.san import PROTOTYPE_REFERENCES, to_grayscale
+from facecore.models.san import PROTOTYPE_REFERENCES, SAN_DEFAULTS, to_grayscale
 from facecore.privacy.auxiliaries import (
     AUXILIARIES,
     IN_LOSS,
@@ -95,8 +95,9 @@ class SANOptions:
     privacy section).
 
     Architecture (:class:`facecore.models.SANAutoencoder`): ``encoder_channels``,
-    ``decoder_channels``, ``pool_levels`` (1: a 32 x 32 bottleneck at 64 px; 2 lost
-    identity), ``prototype_gain`` / ``prototype_reference``. Loss
+    ``decoder_channels``, ``pool_levels`` (defaults: :data:`facecore.models.san.SAN_DEFAULTS`,
+    no bottleneck; 1 pooling level cost identity and fidelity, 2 lost identity),
+    ``prototype_gain`` / ``prototype_reference``. Loss
     (:class:`facecore.losses.SANObjective`): ``reconstruction``, ``lambda_rec``,
     ``lambda_gender``, ``lambda_match``, ``match_target``, ``pretrain_epochs``,
     ``match_warmup_epochs``. Models (module docstring): ``gender_classifier``,
@@ -108,9 +109,9 @@ class SANOptions:
     protocol), ``max_val_images`` (validation faces evaluated per epoch).
     """
 
-    encoder_channels: list[int] = field(default_factory=lambda: [8, 12])
-    decoder_channels: list[int] = field(default_factory=lambda: [64, 32])
-    pool_levels: int = 1
+    encoder_channels: list[int] = field(default_factory=lambda: list(SAN_DEFAULTS["encoder_channels"]))
+    decoder_channels: list[int] = field(default_factory=lambda: list(SAN_DEFAULTS["decoder_channels"]))
+    pool_levels: int = SAN_DEFAULTS["pool_levels"]
     prototype_gain: float = 10.0
     prototype_reference: str = choices(PROTOTYPE_REFERENCES, "same")
     reconstruction: str = choices(RECONSTRUCTIONS, "l1")
@@ -454,6 +455,20 @@ class SANTask(Task):
             sm, nt, op = model(x, gender)
             out.update({f"sm{g}": sm, f"nt{g}": nt, f"op{g}": op})
         return out
+
+    def validation_subset(self, cfg: SANConfig, splits: Any) -> list[int] | None:
+        """``san.max_val_images`` faces of whole validation people (the selection the
+        metrics make), so the epoch runs the SAN and the evaluators on those only."""
+        from facecore.privacy.runs import whole_identities
+
+        idx = torch.as_tensor(splits.indices["valid"], dtype=torch.long)
+        if len(idx) <= cfg.san.max_val_images:
+            return None
+        try:
+            ident = torch.as_tensor(splits.dataset.targets("identity"), dtype=torch.long)[idx]
+        except (KeyError, AttributeError, ValueError):  # no identities: one face per person
+            ident = torch.arange(len(idx))
+        return whole_identities(ident, cfg.san.max_val_images, cfg.data.seed).tolist()
 
     def metrics(self, cfg: SANConfig, out: dict[str, torch.Tensor], train_labels: torch.Tensor,
                 split: str) -> dict[str, float]:
