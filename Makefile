@@ -6,7 +6,7 @@
 #   make test        unit tests (what CI runs)
 #   make demo        the main job
 #   make demo-privacy  a semi-adversarial privacy network on synthetic faces (grid + report;
-#                    ~12 min on the shared 2 cores)
+#                    ~10 min on 2 cores)
 #   make bench       benchmarks (pytest-benchmark)
 #   make cuda-check  compile the CUDA kernels (torch 2.14.1 + CUDA 13) and
 #                    check every op has a CUDA kernel; no GPU needed
