@@ -517,10 +517,9 @@ def _fit_ray(cfg, loop_config, path, score, mode, out, callbacks=None):
                 pass
     if local:
         return _run_summary(path, score, mode)
-    sign = 1 if mode == "min" else -1
     best_list = list(result.best_checkpoints or [])
     if best_list:
-        ck, m = min(best_list, key=lambda cm: sign * float(cm[1].get(score, sign * float("inf"))))
+        ck, m = min(best_list, key=lambda cm: score_rank(cm[1], score, mode))
         best = (_checkpoint_path(ck), m)
     else:
         best = (None, None)
